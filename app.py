@@ -1,0 +1,117 @@
+"""The application factory. Nothing happens at import time but creating extension objects."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+import config
+from models import db
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+migrate = Migrate()
+
+# No inline script or style anywhere; htmx's own indicator styles are switched off in
+# base.html's htmx-config so this policy holds.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(config.defaults(app.instance_path))
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+    else:
+        app.config.from_mapping(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = config.load_secret_key(
+            app.instance_path, production=app.config["MFA_ENV"] == "production"
+        )
+
+    if app.config["MFA_TRUSTED_PROXIES"] > 0:
+        hops = app.config["MFA_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
+    db.init_app(app)
+    with app.app_context():
+        _tune_database(db.engine)
+    migrate.init_app(
+        app,
+        db,
+        directory=os.path.join(os.path.dirname(__file__), "migrations"),
+        render_as_batch=True,
+    )
+    csrf.init_app(app)
+    _init_login(app)
+
+    from blueprints.auth import bp as auth_bp
+    from blueprints.home import bp as home_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(home_bp)
+
+    from blueprints import errors
+
+    errors.register(app)
+    app.after_request(_security_headers)
+
+    import cli
+
+    cli.register(app)
+    return app
+
+
+def _tune_database(engine: Any) -> None:
+    """SQLite: WAL so readers never wait for the writer, enforced foreign keys, and a busy
+    timeout so concurrent workers queue for the write lock instead of failing."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def _init_login(app: Flask) -> None:
+    from services.sessions import load_user
+
+    login_manager.init_app(app)
+    login_manager.user_loader(load_user)
+    # Sessions are checked against their server row on every request; Flask-Login's own
+    # IP/agent hashing would add nothing but false sign-outs.
+    login_manager.session_protection = None
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if request.endpoint != "static":
+        # Pages carry sessions, codes and secrets: never store them in any cache.
+        headers["Cache-Control"] = "no-store"
+    return response

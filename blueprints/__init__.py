@@ -1,0 +1,1 @@
+"""One package per area of the app, each with a thin views module."""

@@ -1,0 +1,98 @@
+"""Password sign-in and sign-out."""
+
+from __future__ import annotations
+
+from flask import flash, g, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_user, logout_user
+
+from blueprints.auth import bp
+from blueprints.auth.forms import SignInForm
+from blueprints.htmx import redirect_to, render
+from models import db
+from models.types import utcnow
+from services import audit, sessions, throttle
+from services.client import client_ip
+from services.passwords import hash_password, needs_rehash, verify_password
+from services.redirects import safe_next
+from services.users import by_email
+
+GENERIC_ERROR = "That email address and password do not match an account."
+
+
+def _render_sign_in(form: SignInForm, status: int = 200, **context: object) -> ResponseReturnValue:
+    return render("auth/sign_in.html", "auth/_sign_in_form.html", status, form=form, **context)
+
+
+@bp.get("/sign-in")
+def sign_in() -> ResponseReturnValue:
+    """The sign-in page."""
+    if current_user.is_authenticated:
+        return redirect_to(url_for("home.index"))
+    form = SignInForm(next=safe_next(request.args.get("next")) or "")
+    return _render_sign_in(form)
+
+
+@bp.post("/sign-in")
+def sign_in_post() -> ResponseReturnValue:
+    """Check the password; one message for every failure, with the same cost (AUTH-1).
+
+    Cases: invalid form (422); throttled address or IP (429, no hash checked); wrong email or
+    password (422, failure counted); disabled account with the right password (403); success
+    (new session, 303 or HX-Redirect to ``next`` or home).
+    """
+    form = SignInForm()
+    if not form.validate_on_submit():
+        return _render_sign_in(form, 422)
+    email = form.email.data or ""
+    keys = (throttle.email_key(email), throttle.ip_key(client_ip()))
+    block = throttle.check(*keys)
+    if block is not None:
+        audit.record("sign_in.throttled", ip_blocked=block.until is not None)
+        db.session.commit()
+        wait = block.seconds_left(utcnow())
+        message = (
+            f"Too many failed attempts. Try again in {wait} seconds."
+            if wait is not None
+            else "Too many failed attempts. Ask your clinic's administrator to unlock your account."
+        )
+        return _render_sign_in(form, 429, error=message)
+
+    user = by_email(email)
+    password = form.password.data or ""
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        throttle.record_failure(*keys)
+        audit.record("sign_in.password_failed", subject=user)
+        db.session.commit()
+        return _render_sign_in(form, 422, error=GENERIC_ERROR)
+
+    if not user.active:
+        audit.record("sign_in.refused_inactive", subject=user)
+        db.session.commit()
+        return _render_sign_in(
+            form, 403, error="This account is switched off. Ask your clinic's administrator."
+        )
+
+    throttle.reset(keys[0])
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    sessions.start(user)
+    user.last_sign_in_at = utcnow()
+    audit.record("sign_in.succeeded", actor=user, subject=user)
+    db.session.commit()
+    login_user(user)
+    return redirect_to(safe_next(form.next.data) or url_for("home.index"))
+
+
+@bp.post("/sign-out")
+def sign_out() -> ResponseReturnValue:
+    """End this session on the server, then forget the cookie (CSRF checked by CSRFProtect)."""
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    sessions.end_current()
+    if user is not None:
+        audit.record("sign_out", actor=user, subject=user)
+    db.session.commit()
+    logout_user()
+    g.pop("user_session", None)
+    flash("You have signed out.", "info")
+    return redirect_to(url_for("auth.sign_in"))

@@ -1,0 +1,111 @@
+"""Configuration: development defaults, overridden by the environment in production.
+
+Flask's and the extensions' own keys keep their names; ours start with ``MFA_`` and name the
+feature first. Durations are ``timedelta``. Every key read from the environment is listed in
+README.md's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up when production configuration is missing or invalid."""
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_minutes(name: str, default: int) -> timedelta:
+    return timedelta(minutes=_env_int(name, default))
+
+
+def defaults(instance_path: str) -> dict[str, Any]:
+    """The settings every app starts from, before the environment or a test mapping."""
+    production = os.environ.get("MFA_ENV", "production") != "development"
+    secure_cookies = _env_bool("MFA_SECURE_COOKIES", production)
+    return {
+        "MFA_ENV": "production" if production else "development",
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL")
+        or f"sqlite:///{Path(instance_path) / 'clinic-mfa.sqlite3'}",
+        # Requests are small forms; anything larger is hostile or a mistake.
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+        "MAX_FORM_MEMORY_SIZE": 64 * 1024,
+        "MAX_FORM_PARTS": 100,
+        # __Host- cookies need Secure, which browsers refuse over plain http on a LAN address.
+        "SESSION_COOKIE_NAME": "__Host-session" if secure_cookies else "session",
+        "SESSION_COOKIE_SECURE": secure_cookies,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session does
+        "WTF_CSRF_SSL_STRICT": secure_cookies,
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER", "127.0.0.1"),
+        "MAIL_PORT": _env_int("MAIL_PORT", 25),
+        "MAIL_USE_TLS": _env_bool("MAIL_USE_TLS", False),
+        "MAIL_USE_SSL": _env_bool("MAIL_USE_SSL", False),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME"),
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD"),
+        "MAIL_DEFAULT_SENDER": os.environ.get(
+            "MAIL_DEFAULT_SENDER", "Clinic MFA <no-reply@clinic.example>"
+        ),
+        "MAIL_SUPPRESS_SEND": False,
+        "MFA_CLINIC_NAME": os.environ.get("MFA_CLINIC_NAME", "Clinic"),
+        "MFA_SESSION_IDLE_TIMEOUT": _env_minutes("MFA_SESSION_IDLE_MINUTES", 30),
+        "MFA_SESSION_ABSOLUTE_TIMEOUT": _env_minutes("MFA_SESSION_ABSOLUTE_MINUTES", 12 * 60),
+        # How stale last_seen may get before a request writes it: one write a minute, not one
+        # a request. Idle timeout is therefore exact to within this much.
+        "MFA_SESSION_TOUCH_EVERY": timedelta(seconds=60),
+        "MFA_TRUSTED_PROXIES": _env_int("MFA_TRUSTED_PROXIES", 0),
+        "MFA_DEFAULT_PHONE_REGION": os.environ.get("MFA_DEFAULT_PHONE_REGION", "AU"),
+        # Password throttling (AUTH-1): free tries, then a doubling delay up to a cap.
+        "MFA_PASSWORD_FREE_TRIES_PER_ACCOUNT": 5,
+        "MFA_PASSWORD_FREE_TRIES_PER_IP": 20,
+        "MFA_PASSWORD_MAX_DELAY": timedelta(minutes=15),
+        "MFA_PASSWORD_HARD_LOCK_AFTER": 100,
+        "MFA_PASSWORD_IP_WINDOW": timedelta(hours=1),
+        "MFA_FIRST_ADMIN_EMAIL": os.environ.get("MFA_FIRST_ADMIN_EMAIL", "admin@clinic.example"),
+    }
+
+
+def load_secret_key(instance_path: str, production: bool) -> str:
+    """SECRET_KEY from the environment; in development, generated once into instance/."""
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        if production and len(key) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters in production.")
+        return key
+    if production:
+        raise ConfigError(
+            "SECRET_KEY is not set. Set it to a long random value, e.g. "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`, "
+            "or set MFA_ENV=development to generate one into instance/."
+        )
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    # Created with 0600 so other local users cannot read it.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key

@@ -1,0 +1,40 @@
+"""Database objects: ``db``, the declarative ``Base`` and one module per aggregate.
+
+Importing this package imports every model so that Alembic and ``db.create_all`` see them.
+"""
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+# Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+db = SQLAlchemy(model_class=Base)
+
+from models.audit import AuditEvent  # noqa: E402
+from models.sessions import UserSession  # noqa: E402
+from models.throttle import SignInThrottle  # noqa: E402
+from models.user import DEFAULT_ROLES, Role, User  # noqa: E402
+
+__all__ = [
+    "DEFAULT_ROLES",
+    "AuditEvent",
+    "Base",
+    "Role",
+    "SignInThrottle",
+    "User",
+    "UserSession",
+    "db",
+]

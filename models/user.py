@@ -1,0 +1,58 @@
+"""People: staff users and their roles."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models import Base
+from models.types import UTCDateTime, utcnow
+
+ADMINISTRATOR = "Administrator"
+DEFAULT_ROLES = (ADMINISTRATOR, "Practitioner", "Reception", "Location")
+
+
+class Role(Base):
+    __tablename__ = "roles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+
+    def __repr__(self) -> str:
+        return f"<Role {self.name}>"
+
+
+class User(UserMixin, Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Stored normalised (trimmed, lower case), which makes the unique constraint case-blind.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    full_name: Mapped[str] = mapped_column(String(120), default="")
+    # E.164, e.g. +61412345678; validated with phonenumbers before it gets here.
+    mobile_number: Mapped[str | None] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id"), index=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login asks this
+        return self.active
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role.name == ADMINISTRATOR
+
+    @property
+    def display_name(self) -> str:
+        return self.full_name or self.email
+
+    def __repr__(self) -> str:
+        return f"<User {self.email}>"

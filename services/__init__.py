@@ -1,0 +1,1 @@
+"""What is neither a route nor a table: rules, crypto, throttles, delivery."""

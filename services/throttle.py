@@ -1,0 +1,109 @@
+"""Password throttling (AUTH-1) kept in the database, so it holds across workers and instances.
+
+Each failed sign-in counts against the email address (hashed, so unknown addresses behave
+exactly like known ones) and against the client's IP address. After a few free tries every
+failure doubles the wait, up to a cap. An address that fails MFA_PASSWORD_HARD_LOCK_AFTER
+times in a row is refused until an admin unlocks it or its password is reset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from models import SignInThrottle, db
+from models.types import utcnow
+
+
+@dataclass(frozen=True)
+class Block:
+    """A refusal; ``until`` is None when only an admin can lift it."""
+
+    until: datetime | None
+
+    def seconds_left(self, now: datetime) -> int | None:
+        if self.until is None:
+            return None
+        return max(1, int((self.until - now).total_seconds() + 0.999))
+
+
+def email_key(email: str) -> str:
+    return "email:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:64]
+
+
+def ip_key(ip: str) -> str:
+    return "ip:" + ip
+
+
+def delay_after(failures: int, free: int, cap: timedelta) -> timedelta:
+    """0 for the free tries, then 1 s, 2 s, 4 s ... up to ``cap``."""
+    if failures < free:
+        return timedelta(0)
+    exponent = min(failures - free, 30)
+    return min(timedelta(seconds=2**exponent), cap)
+
+
+def _settings(key: str) -> tuple[int, int | None]:
+    cfg = current_app.config
+    if key.startswith("ip:"):
+        return cfg["MFA_PASSWORD_FREE_TRIES_PER_IP"], None
+    return cfg["MFA_PASSWORD_FREE_TRIES_PER_ACCOUNT"], cfg["MFA_PASSWORD_HARD_LOCK_AFTER"]
+
+
+def check(*keys: str) -> Block | None:
+    """The longest block among ``keys``, or None if a try is allowed now."""
+    now = utcnow()
+    rows = db.session.scalars(select(SignInThrottle).where(SignInThrottle.key.in_(keys))).all()
+    worst: Block | None = None
+    for row in rows:
+        _, hard = _settings(row.key)
+        if hard is not None and row.failures >= hard:
+            return Block(until=None)
+        active = row.blocked_until is not None and row.blocked_until > now
+        if active and (worst is None or (worst.until and row.blocked_until > worst.until)):
+            worst = Block(until=row.blocked_until)
+    return worst
+
+
+def _upsert(key: str, now: datetime) -> int:
+    """Add one failure atomically and return the new count."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(SignInThrottle).values(key=key, failures=1, last_failure_at=now)
+    counted = SignInThrottle.failures + 1
+    if key.startswith("ip:"):
+        # An IP's count restarts after a quiet window: clinics share one address behind NAT.
+        window = current_app.config["MFA_PASSWORD_IP_WINDOW"]
+        counted = case(
+            (SignInThrottle.last_failure_at < now - window, 1),
+            else_=SignInThrottle.failures + 1,
+        )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[SignInThrottle.key],
+        set_={"failures": counted, "last_failure_at": now},
+    ).returning(SignInThrottle.failures)
+    return int(db.session.execute(stmt).scalar_one())
+
+
+def record_failure(*keys: str) -> None:
+    now = utcnow()
+    cap = current_app.config["MFA_PASSWORD_MAX_DELAY"]
+    for key in keys:
+        failures = _upsert(key, now)
+        free, _ = _settings(key)
+        wait = delay_after(failures, free, cap)
+        if wait:
+            db.session.execute(
+                update(SignInThrottle)
+                .where(SignInThrottle.key == key)
+                .values(blocked_until=now + wait)
+            )
+
+
+def reset(*keys: str) -> None:
+    db.session.execute(delete(SignInThrottle).where(SignInThrottle.key.in_(keys)))

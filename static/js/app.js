@@ -1,0 +1,27 @@
+// The only script on the site (the CSP forbids inline ones). Everything works without it;
+// it adds what htmx needs and moves focus so screen readers hear what changed.
+(function () {
+  "use strict";
+
+  // htmx requests whose form carries no csrf_token field still need the token (SEC-1).
+  document.addEventListener("htmx:configRequest", function (event) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta && !("csrf_token" in event.detail.parameters)) {
+      event.detail.headers["X-CSRFToken"] = meta.getAttribute("content");
+    }
+  });
+
+  // After a swap, put focus on the first problem, or the new step's heading, so keyboard and
+  // screen-reader users land where the page changed.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var root = event.detail.elt && event.detail.elt.isConnected ? event.detail.elt : document.getElementById("main");
+    if (!root) { return; }
+    var target = root.querySelector('[role="alert"], [aria-invalid="true"], h1, h2');
+    if (target) {
+      if (!target.hasAttribute("tabindex") && !/^(INPUT|SELECT|TEXTAREA|BUTTON|A)$/.test(target.tagName)) {
+        target.setAttribute("tabindex", "-1");
+      }
+      target.focus();
+    }
+  });
+})();

@@ -1,0 +1,169 @@
+"""CSRF, security headers and hostile input (SEC-1, SEC-3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import PASSWORD
+
+
+def test_sign_in_without_csrf_token_is_refused(client, make_user):
+    make_user()
+    client.get("/sign-in")
+    response = client.post("/sign-in", data={"email": "nurse@clinic.example", "password": PASSWORD})
+    assert response.status_code == 400
+    assert "expired or came from somewhere else" in response.get_data(as_text=True)
+
+
+def test_sign_in_with_another_sessions_token_is_refused(app, client, auth, make_user):
+    make_user()
+    foreign = auth.csrf_token()
+    other = app.test_client()
+    other.get("/sign-in")
+    response = other.post(
+        "/sign-in",
+        data={"csrf_token": foreign, "email": "nurse@clinic.example", "password": PASSWORD},
+    )
+    assert response.status_code == 400
+
+
+def test_sign_out_without_csrf_token_is_refused(client, auth, make_user):
+    make_user()
+    auth.login()
+    assert client.post("/sign-out").status_code == 400
+    assert client.get("/").status_code == 200  # still signed in
+
+
+def test_sign_out_is_post_only(client, auth, make_user):
+    make_user()
+    auth.login()
+    assert client.get("/sign-out").status_code == 405
+    assert client.get("/").status_code == 200
+
+
+def test_csrf_header_works_for_htmx(client, auth, make_user):
+    make_user()
+    auth.login()
+    token = auth.csrf_token("/")
+    response = client.post("/sign-out", headers={"HX-Request": "true", "X-CSRFToken": token})
+    assert response.status_code == 204
+    assert response.headers["HX-Redirect"] == "/sign-in"
+
+
+def test_security_headers(client):
+    response = client.get("/sign-in")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp
+    assert "style-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_session_cookie_flags(app, client):
+    response = client.get("/sign-in")
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-session=")
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Path=/" in cookie and "Domain" not in cookie
+
+
+def test_no_inline_script_or_style_in_pages(client, auth, make_user):
+    import re
+
+    make_user()
+    pages = [client.get("/sign-in").get_data(as_text=True)]
+    auth.login()
+    pages.append(client.get("/").get_data(as_text=True))
+    for html in pages:
+        assert not re.search(r"<script(?![^>]*\bsrc=)", html)
+        assert " style=" not in html and "<style" not in html
+        assert not re.search(r"\son[a-z]+=", html)
+
+
+def _post(client, auth, data, **kwargs):
+    token = auth.csrf_token()
+    return client.post("/sign-in", data={"csrf_token": token, **data}, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"email": "a" * 10_000 + "@clinic.example", "password": PASSWORD},
+        {"email": "nurse@clinic.example", "password": "p" * 10_000},
+        {"email": "nurse@clinic.example\x00", "password": PASSWORD},
+        {"email": "nurse@clinic.example", "password": "pass\x00word"},
+        {"email": "nurse@clinic.example"},
+        {"password": PASSWORD},
+        {},
+    ],
+    ids=[
+        "10kB-email",
+        "10kB-password",
+        "nul-email",
+        "nul-password",
+        "no-password",
+        "no-email",
+        "empty",
+    ],
+)
+def test_bad_form_input_is_a_4xx(client, auth, make_user, data):
+    make_user()
+    response = _post(client, auth, data)
+    assert 400 <= response.status_code < 500
+
+
+def test_invalid_utf8_is_a_4xx(client, auth, make_user):
+    make_user()
+    token = auth.csrf_token()
+    body = b"csrf_token=" + token.encode() + b"&email=\xff\xfe%ff@x&password=\xc3\x28"
+    response = client.post("/sign-in", data=body, content_type="application/x-www-form-urlencoded")
+    assert 400 <= response.status_code < 500
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"email": "nurse@clinic.example"}', "application/json"),
+        (b"<xml/>", "text/xml"),
+        (b"\x00\x01\x02", "application/octet-stream"),
+        (b"--x\r\nbroken", "multipart/form-data; boundary=x"),
+    ],
+)
+def test_wrong_content_types_are_a_4xx(client, make_user, body, content_type):
+    make_user()
+    client.get("/sign-in")
+    response = client.post("/sign-in", data=body, content_type=content_type)
+    assert 400 <= response.status_code < 500
+
+
+def test_oversized_body_is_413(client):
+    response = client.post(
+        "/sign-in", data=b"x" * 200_000, content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/?next=%00", "/sign-in?next=%00", "/sign-in?next=%ff%fe", "/sign-in?next=" + "a" * 5000],
+)
+def test_bad_query_strings_are_not_500(client, path):
+    assert client.get(path).status_code < 500
+
+
+def test_garbage_session_cookie_is_ignored(app, client):
+    for value in ["garbage", "a.b.c", "\u00e9" * 50, "eyJzaWQiOiJ4In0.bad.sig"]:
+        client.set_cookie(app.config["SESSION_COOKIE_NAME"], value)
+        assert client.get("/").status_code == 303
+        assert client.get("/sign-in").status_code == 200
+
+
+def test_unknown_page_is_404_page_and_partial(client):
+    page = client.get("/no-such-page")
+    assert page.status_code == 404
+    assert "<html" in page.get_data(as_text=True)
+    partial = client.get("/no-such-page", headers={"HX-Request": "true"})
+    assert partial.status_code == 404
+    body = partial.get_data(as_text=True)
+    assert "<html" not in body and "Page not found" in body
