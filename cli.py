@@ -13,7 +13,7 @@ import sys
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import delete, func, select
 
 from models import DEFAULT_ROLES, Role, SignInThrottle, User, db
@@ -53,6 +53,7 @@ def _create(email: str, password: str, role: str, name: str, phone: str | None) 
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.argument("email")
 @click.option("--name", default="", help="Full name.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
@@ -101,6 +102,7 @@ def users_unlock(email: str) -> None:
 
 
 @click.command("bootstrap")
+@with_appcontext
 def bootstrap() -> None:
     """Seed roles and, if there is no Administrator yet, create one and print its password.
 

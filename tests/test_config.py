@@ -1,0 +1,97 @@
+"""Start-up configuration (issue: foundation, item 2)."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import stat
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app import create_app
+from config import ConfigError, load_secret_key
+from models import db
+
+
+def test_development_secret_key_is_generated_once_and_reused(tmp_path, monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    first = load_secret_key(str(tmp_path), production=False)
+    second = load_secret_key(str(tmp_path), production=False)
+    assert first == second and len(first) == 64
+    mode = stat.S_IMODE((tmp_path / "secret_key").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_production_without_secret_key_stops_start_up(tmp_path, monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
+        load_secret_key(str(tmp_path), production=True)
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_production_refuses_a_short_secret_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", "short")
+    with pytest.raises(ConfigError, match="at least 32"):
+        load_secret_key(str(tmp_path), production=True)
+
+
+def test_create_app_in_production_without_key_fails(monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setenv("MFA_ENV", "production")
+    with pytest.raises(ConfigError):
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+
+
+def test_database_url_from_environment(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    app = create_app({})
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == url
+
+
+def test_default_database_is_sqlite_in_instance(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    app = create_app({})
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    assert uri == f"sqlite:///{Path(app.instance_path) / 'clinic-mfa.sqlite3'}"
+
+
+def test_database_connection_settings(app):
+    """SQLite: WAL, foreign keys, busy timeout. PostgreSQL: through psycopg 3."""
+    with app.app_context(), db.engine.connect() as conn:
+        if db.engine.dialect.name == "sqlite":
+            assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
+            assert conn.execute(sa.text("PRAGMA busy_timeout")).scalar() == 10000
+        else:
+            assert db.engine.dialect.driver == "psycopg"
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+def test_migrations_match_the_models(app):
+    """`flask db check`: a model change without its migration fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with app.app_context(), db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+    assert diff == []
+
+
+def test_sign_in_page_first_load_is_under_30_kb_compressed(client):
+    """UX-3: the page and everything it loads, gzip-compressed as a proxy would serve it."""
+    page = client.get("/sign-in")
+    html = page.get_data()
+    assets = re.findall(rb'(?:src|href)="(/static/[^"]+)"', html)
+    assert len(assets) == 3  # css, htmx, app.js: nothing from a CDN
+    total = len(gzip.compress(html, 9))
+    for asset in assets:
+        response = client.get(asset.decode())
+        assert response.status_code == 200
+        total += len(gzip.compress(response.get_data(), 9))
+        response.close()
+    assert total < 30 * 1024, total
