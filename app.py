@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 from models import db
+from services.mail import mail
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -55,13 +56,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         render_as_batch=True,
     )
     csrf.init_app(app)
+    mail.init_app(app)
     _init_login(app)
 
     from blueprints.auth import bp as auth_bp
     from blueprints.home import bp as home_bp
+    from blueprints.mfa import bp as mfa_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(home_bp)
+    app.register_blueprint(mfa_bp)
 
     from blueprints import errors
 

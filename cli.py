@@ -15,13 +15,16 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import undefer
 
 from models import DEFAULT_ROLES, Role, SignInThrottle, User, db
 from models.user import ADMINISTRATOR
 from services import audit, throttle
 from services.users import UserInputError, by_email, create_user
 
-users_cli = AppGroup("users", help="Create, list and unlock staff users.")
+users_cli = AppGroup("users", help="Create, list, unlock and reset staff users.")
+policy_cli = AppGroup("policy", help="Show or change the clinic's MFA policy.")
+keys_cli = AppGroup("keys", help="Encryption keys for second-factor secrets.")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -78,7 +81,9 @@ def users_create(email: str, role: str, name: str, phone: str | None, password_s
 @users_cli.command("list")
 def users_list() -> None:
     """List users: email, role, active, last sign-in."""
-    rows = db.session.scalars(select(User).order_by(func.lower(User.email))).all()
+    rows = db.session.scalars(
+        select(User).options(undefer(User.last_sign_in_at)).order_by(func.lower(User.email))
+    ).all()
     if not rows:
         click.echo("No users yet.")
         return
@@ -128,4 +133,6 @@ def bootstrap() -> None:
 def register(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(users_cli)
+    app.cli.add_command(policy_cli)
+    app.cli.add_command(keys_cli)
     app.cli.add_command(bootstrap)

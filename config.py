@@ -68,6 +68,11 @@ def defaults(instance_path: str) -> dict[str, Any]:
             "MAIL_DEFAULT_SENDER", "Clinic MFA <no-reply@clinic.example>"
         ),
         "MAIL_SUPPRESS_SEND": False,
+        # "console" prints mail instead of sending it; `make run` uses it.
+        "MFA_MAIL_TRANSPORT": os.environ.get(
+            "MFA_MAIL_TRANSPORT", "smtp" if production else "console"
+        ),
+        "MAIL_TIMEOUT": _env_int("MAIL_TIMEOUT", 10),
         "MFA_CLINIC_NAME": os.environ.get("MFA_CLINIC_NAME", "Clinic"),
         "MFA_SESSION_IDLE_TIMEOUT": _env_minutes("MFA_SESSION_IDLE_MINUTES", 30),
         "MFA_SESSION_ABSOLUTE_TIMEOUT": _env_minutes("MFA_SESSION_ABSOLUTE_MINUTES", 12 * 60),
@@ -82,6 +87,15 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MFA_PASSWORD_MAX_DELAY": timedelta(minutes=15),
         "MFA_PASSWORD_HARD_LOCK_AFTER": 100,
         "MFA_PASSWORD_IP_WINDOW": timedelta(hours=1),
+        # Second factor (FAC, AUTH-3).
+        "MFA_PENDING_SIGN_IN_FOR": timedelta(minutes=5),
+        "MFA_WRONG_CODES_PER_SIGN_IN": 5,
+        "MFA_WRONG_CODES_BEFORE_LOCK": 10,
+        "MFA_LOCK_FOR": timedelta(minutes=15),
+        "MFA_WRONG_CODES_HARD_LOCK": 100,
+        "MFA_KEYS_FILE": os.environ.get("MFA_KEYS_FILE"),
+        "MFA_ENCRYPTION_KEYS": os.environ.get("MFA_ENCRYPTION_KEYS"),
+        "MFA_HASH_KEY": os.environ.get("MFA_HASH_KEY"),
         "MFA_FIRST_ADMIN_EMAIL": os.environ.get("MFA_FIRST_ADMIN_EMAIL", "admin@clinic.example"),
     }
 

@@ -69,7 +69,7 @@ def _refuse_control_characters() -> None:
 
 
 def _unauthorized() -> ResponseReturnValue:
-    if g.get("session_expired"):
+    if g.get("session_ended"):
         flash("Your session ended. Please sign in again.", "info")
     else:
         flash("Please sign in to continue.", "info")

@@ -6,6 +6,7 @@ whole page, and caches must know the answer depends on those headers.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Response, make_response, redirect, render_template, request
@@ -34,5 +35,20 @@ def redirect_to(url: str) -> Response:
     if request.headers.get("HX-Request") == "true":
         response = make_response("", 204)
         response.headers["HX-Redirect"] = url
+        return response
+    return redirect(url, code=303)
+
+
+def go_to(url: str, *, target: str) -> Response:
+    """Move to the next step after a POST.
+
+    htmx: HX-Location makes htmx GET ``url`` as a partial into ``target`` and push the URL,
+    so the address bar stays in step. Plain form: 303 to the page.
+    """
+    if request.headers.get("HX-Request") == "true":
+        response = make_response("", 200)
+        response.headers["HX-Location"] = json.dumps(
+            {"path": url, "target": target, "swap": "innerHTML"}
+        )
         return response
     return redirect(url, code=303)

@@ -21,9 +21,14 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-db = SQLAlchemy(model_class=Base)
+# Objects stay readable after commit: a request that commits then renders should not pay a
+# second SELECT per row it already holds.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 from models.audit import AuditEvent  # noqa: E402
+from models.devices import RememberedDevice  # noqa: E402
+from models.factors import MfaFactor, MfaSetup, RecoveryCode  # noqa: E402
+from models.policy import ClinicPolicy  # noqa: E402
 from models.sessions import UserSession  # noqa: E402
 from models.throttle import SignInThrottle  # noqa: E402
 from models.user import DEFAULT_ROLES, Role, User  # noqa: E402
@@ -32,6 +37,11 @@ __all__ = [
     "DEFAULT_ROLES",
     "AuditEvent",
     "Base",
+    "ClinicPolicy",
+    "MfaFactor",
+    "MfaSetup",
+    "RecoveryCode",
+    "RememberedDevice",
     "Role",
     "SignInThrottle",
     "User",

@@ -9,6 +9,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models import Base
+from models.factors import MfaFactor
 from models.types import UTCDateTime, utcnow
 
 ADMINISTRATOR = "Administrator"
@@ -38,9 +39,21 @@ class User(UserMixin, Base):
     role_id: Mapped[int] = mapped_column(ForeignKey("roles.id"), index=True)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Second-factor guessing (FAC-6), counted apart from password failures and across every
+    # session, IP and process: wrong codes in a row, and how many lockouts they have caused.
+    mfa_failed_attempts: Mapped[int] = mapped_column(default=0)
+    mfa_lockouts: Mapped[int] = mapped_column(default=0)
+    mfa_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)
+    # Loaded with the session row on MFA requests, so checking a code costs no extra query.
+    default_factor: Mapped[MfaFactor | None] = relationship(
+        primaryjoin="and_(User.id == MfaFactor.user_id, MfaFactor.is_default == True)",
+        viewonly=True,
+        uselist=False,
+        lazy="select",
+    )
 
     @property
     def is_active(self) -> bool:  # Flask-Login asks this

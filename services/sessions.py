@@ -1,18 +1,23 @@
-"""Server-side sessions (AUTH-6): create at sign-in, load per request, end on sign-out.
+"""Server-side sessions (AUTH-3, AUTH-6): create, load per request, promote, end.
 
 The Flask cookie is signed but it is still the client's: it holds nothing but a random token
-(and the CSRF token). Whether someone is signed in is decided by the row that token names.
+(and the CSRF token). Whether someone is signed in, or half-way through signing in, is decided
+by the row that token names. Every step issues a new token and a new CSRF token.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 
 from flask import current_app, g, session
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import User, UserSession, db
+from models.sessions import ACTIVE, ENDED, PENDING
 from models.types import utcnow
 from services.client import client_ip, user_agent
 
@@ -23,51 +28,148 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def start(user: User) -> UserSession:
-    """Open a new session for ``user`` under a fresh token and a fresh CSRF token.
+def _new_token() -> bytes:
+    """Clear the cookie session and put a fresh token in it; returns the token's hash.
 
-    Clearing the cookie first means nothing from before sign-in (a planted token, an old
-    CSRF token) survives into the signed-in session.
+    Clearing first means nothing from before this step (a planted token, an old CSRF token)
+    survives into the next one.
     """
     token = secrets.token_urlsafe(32)
     session.clear()
     session[TOKEN_KEY] = token
+    return token_hash(token)
+
+
+def start(user: User, *, method: str) -> UserSession:
+    """A signed-in session at once: no second factor owed (policy, or a remembered device)."""
     now = utcnow()
     row = UserSession(
-        token_hash=token_hash(token),
+        token_hash=_new_token(),
         user_id=user.id,
+        state=ACTIVE,
         created_at=now,
+        signed_in_at=now,
         last_seen_at=now,
         ip=client_ip(),
         user_agent=user_agent(),
+        mfa_method=method,
     )
     db.session.add(row)
     g.user_session = row
     return row
 
 
+def start_pending(
+    user: User, *, step: str, next_url: str | None, skippable: bool = False
+) -> UserSession:
+    """The password passed; the second step is still owed. Expires after a few minutes."""
+    now = utcnow()
+    row = UserSession(
+        token_hash=_new_token(),
+        user_id=user.id,
+        state=PENDING,
+        created_at=now,
+        last_seen_at=now,
+        ip=client_ip(),
+        user_agent=user_agent(),
+        pending_step=step,
+        pending_expires_at=now + current_app.config["MFA_PENDING_SIGN_IN_FOR"],
+        pending_next=next_url,
+        setup_skippable=skippable,
+    )
+    db.session.add(row)
+    g.user_session = row
+    return row
+
+
+def promote(row: UserSession, *, method: str) -> bool:
+    """Turn a pending session into a signed-in one under a new token.
+
+    The UPDATE only matches a pending, unexpired row, so two racing requests cannot both
+    complete the same sign-in. False means it was already used, ended or expired.
+    """
+    now = utcnow()
+    new_hash = _new_token()
+    result = db.session.execute(
+        update(UserSession)
+        .where(
+            UserSession.id == row.id,
+            UserSession.state == PENDING,
+            UserSession.pending_expires_at > now,
+            UserSession.failed_codes < current_app.config["MFA_WRONG_CODES_PER_SIGN_IN"],
+        )
+        .values(
+            token_hash=new_hash,
+            state=ACTIVE,
+            created_at=now,
+            signed_in_at=now,
+            last_seen_at=now,
+            pending_step=None,
+            pending_expires_at=None,
+            mfa_method=method,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    # Keep the in-memory row in step without another SELECT.
+    for key, value in (
+        ("state", ACTIVE),
+        ("signed_in_at", now),
+        ("created_at", now),
+        ("last_seen_at", now),
+        ("mfa_method", method),
+    ):
+        set_committed_value(row, key, value)
+    g.user_session = row
+    return True
+
+
+def _expired(row: UserSession, now: datetime) -> str | None:
+    cfg = current_app.config
+    if row.state == PENDING:
+        return (
+            "pending_expired"
+            if row.pending_expires_at is None or now >= row.pending_expires_at
+            else None
+        )
+    if now - row.last_seen_at > cfg["MFA_SESSION_IDLE_TIMEOUT"]:
+        return "idle_timeout"
+    if now - row.created_at > cfg["MFA_SESSION_ABSOLUTE_TIMEOUT"]:
+        return "absolute_timeout"
+    return None
+
+
 def current() -> UserSession | None:
-    """The live session named by the cookie, or None. Expired rows are deleted on sight."""
+    """The live (pending or active) session named by the cookie, or None.
+
+    Loads the user and their default factor in the same query, so an MFA request needs no
+    second read. A session found expired is ended on sight and ``g.session_ended`` says why.
+    """
     if "user_session" in g:
         return g.user_session
     g.user_session = None
     token = session.get(TOKEN_KEY)
-    if not isinstance(token, str) or not token:
+    if not isinstance(token, str) or not token or len(token) > 128:
         return None
-    row = db.session.scalar(select(UserSession).where(UserSession.token_hash == token_hash(token)))
+    row = db.session.scalar(
+        select(UserSession)
+        .where(UserSession.token_hash == token_hash(token), UserSession.state != ENDED)
+        .options(joinedload(UserSession.user).joinedload(User.default_factor))
+    )
     if row is None:
         return None
     now = utcnow()
-    cfg = current_app.config
-    if (
-        now - row.last_seen_at > cfg["MFA_SESSION_IDLE_TIMEOUT"]
-        or now - row.created_at > cfg["MFA_SESSION_ABSOLUTE_TIMEOUT"]
-    ):
-        db.session.delete(row)
+    reason = _expired(row, now)
+    if reason:
+        end(row, reason)
         db.session.commit()
-        g.session_expired = True
+        g.session_ended = reason
         return None
-    if now - row.last_seen_at > cfg["MFA_SESSION_TOUCH_EVERY"]:
+    if (
+        row.state == ACTIVE
+        and now - row.last_seen_at > current_app.config["MFA_SESSION_TOUCH_EVERY"]
+    ):
         db.session.execute(
             update(UserSession).where(UserSession.id == row.id).values(last_seen_at=now)
         )
@@ -76,25 +178,54 @@ def current() -> UserSession | None:
     return row
 
 
-def end_current() -> None:
+def pending() -> UserSession | None:
+    row = current()
+    return row if row is not None and row.state == PENDING else None
+
+
+def end(row: UserSession, reason: str, *, only_if_pending: bool = False) -> None:
+    """End one session: its token is erased, so the cookie naming it is worthless.
+
+    ``only_if_pending`` leaves alone a sign-in that a racing request has just completed.
+    """
+    stmt = (
+        update(UserSession)
+        .where(UserSession.id == row.id)
+        .values(state=ENDED, token_hash=None, ended_at=utcnow(), end_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    if only_if_pending:
+        stmt = stmt.where(UserSession.state == PENDING)
+    db.session.execute(stmt)
+    if g.get("user_session") is row:
+        g.user_session = None
+
+
+def end_current(reason: str = "signed_out") -> UserSession | None:
     row = current()
     if row is not None:
-        db.session.execute(delete(UserSession).where(UserSession.id == row.id))
+        end(row, reason)
     session.clear()
     g.user_session = None
+    return row
 
 
-def end_all_for(user_id: int, *, keep: UserSession | None = None) -> int:
-    """End every session of a user, except ``keep``; returns how many ended."""
-    stmt = delete(UserSession).where(UserSession.user_id == user_id)
+def end_all_for(user_id: int, *, reason: str, keep: UserSession | None = None) -> int:
+    """End every live session of a user, except ``keep``; returns how many ended."""
+    stmt = (
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.state != ENDED)
+        .values(state=ENDED, token_hash=None, ended_at=utcnow(), end_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
     if keep is not None:
         stmt = stmt.where(UserSession.id != keep.id)
     return db.session.execute(stmt).rowcount or 0
 
 
 def load_user(user_id: str) -> User | None:
-    """Flask-Login's user loader: the user only if the cookie's session row is theirs."""
+    """Flask-Login's user loader: the user only if the cookie's session is theirs and active."""
     row = current()
-    if row is None or str(row.user_id) != user_id or not row.user.active:
+    if row is None or row.state != ACTIVE or str(row.user_id) != user_id or not row.user.active:
         return None
     return row.user

@@ -171,7 +171,8 @@ def test_logout_ends_the_session_and_old_cookie_is_refused(app, client, auth, ma
     assert replay.status_code == 303
     assert replay.headers["Location"].startswith("/sign-in")
     with app.app_context():
-        assert db.session.scalar(sa.select(sa.func.count(UserSession.id))) == 0
+        row = db.session.scalar(sa.select(UserSession))
+        assert (row.state, row.token_hash, row.end_reason) == ("ended", None, "signed_out")
     assert "sign_out" in events(app)
 
 

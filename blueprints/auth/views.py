@@ -10,11 +10,13 @@ from blueprints.auth import bp
 from blueprints.auth.forms import SignInForm
 from blueprints.htmx import redirect_to, render
 from models import db
+from models.sessions import STEP_CHALLENGE, STEP_SETUP
 from models.types import utcnow
-from services import audit, sessions, throttle
+from services import audit, policy, sessions, signin, throttle
 from services.client import client_ip
 from services.passwords import hash_password, needs_rehash, verify_password
 from services.redirects import safe_next
+from services.signin import Next
 from services.users import by_email
 
 GENERIC_ERROR = "That email address and password do not match an account."
@@ -76,21 +78,29 @@ def sign_in_post() -> ResponseReturnValue:
     throttle.reset(keys[0])
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    sessions.start(user)
-    user.last_sign_in_at = utcnow()
-    audit.record("sign_in.succeeded", actor=user, subject=user)
+    decision = signin.decide(user, policy.current())
+    audit.record(
+        "sign_in.password_ok", subject=user, next=decision.next.value, reason=decision.reason
+    )
+    target = safe_next(form.next.data)
+    if decision.next in (Next.SIGNED_IN, Next.REMEMBERED):
+        sessions.start(user, method=decision.method or "none")
+        audit.record("sign_in.succeeded", actor=user, subject=user, method=decision.method)
+        db.session.commit()
+        login_user(user)
+        return redirect_to(target or url_for("home.index"))
+    step = STEP_CHALLENGE if decision.next is Next.CHALLENGE else STEP_SETUP
+    sessions.start_pending(user, step=step, next_url=target, skippable=decision.skippable)
     db.session.commit()
-    login_user(user)
-    return redirect_to(safe_next(form.next.data) or url_for("home.index"))
+    return redirect_to(url_for("mfa.challenge" if step == STEP_CHALLENGE else "mfa.setup"))
 
 
 @bp.post("/sign-out")
 def sign_out() -> ResponseReturnValue:
     """End this session on the server, then forget the cookie (CSRF checked by CSRFProtect)."""
-    user = current_user._get_current_object() if current_user.is_authenticated else None
-    sessions.end_current()
-    if user is not None:
-        audit.record("sign_out", actor=user, subject=user)
+    row = sessions.end_current("signed_out")
+    if row is not None:
+        audit.record("sign_out", actor=row.user, subject=row.user, was=row.state)
     db.session.commit()
     logout_user()
     g.pop("user_session", None)

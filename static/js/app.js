@@ -24,4 +24,11 @@
       target.focus();
     }
   });
+
+  // The recovery-codes print page: a button instead of asking people to find the menu.
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-print]")) {
+      window.print();
+    }
+  });
 })();

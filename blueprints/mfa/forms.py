@@ -1,0 +1,59 @@
+"""One form per MFA step."""
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, RadioField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length
+
+# UX-1: the phone's number pad, the OS's one-time-code autofill, pasted spaces accepted.
+CODE_ATTRS = {
+    "autocomplete": "one-time-code",
+    "inputmode": "numeric",
+    "autocapitalize": "none",
+    "spellcheck": "false",
+    "maxlength": "12",
+    "class": "code-input",
+}
+
+
+class CodeForm(FlaskForm):
+    code = StringField(
+        "6-digit code",
+        validators=[DataRequired("Enter the 6-digit code."), Length(max=32)],
+        render_kw=CODE_ATTRS,
+    )
+
+
+class ChallengeForm(CodeForm):
+    remember = BooleanField("Don't ask again on this device (not on a shared computer)")
+
+
+class RecoveryCodeForm(FlaskForm):
+    code = StringField(
+        "Recovery code",
+        validators=[DataRequired("Enter one of your recovery codes."), Length(max=32)],
+        render_kw={
+            "autocomplete": "off",
+            "autocapitalize": "characters",
+            "spellcheck": "false",
+            "maxlength": "20",
+        },
+    )
+
+
+class ChooseMethodForm(FlaskForm):
+    method = RadioField(
+        "How would you like to get your codes?", validators=[InputRequired("Choose a method.")]
+    )
+
+
+class RememberForm(FlaskForm):
+    remember = RadioField(
+        "Remember this device?",
+        choices=[("yes", "Yes, remember this device"), ("no", "No, ask me every time")],
+        default="no",
+        validators=[InputRequired("Choose yes or no.")],
+    )
+
+
+class ConfirmForm(FlaskForm):
+    """A button and its CSRF token: continue, skip, start again."""

@@ -1,0 +1,47 @@
+"""While a sign-in is pending, only its own step is reachable (AUTH-2).
+
+Runs before every request. A pending session asking for anything else (a page, an htmx
+partial, an account or admin route, a URL that does not exist) is sent back to its step.
+"""
+
+from __future__ import annotations
+
+from flask import request, url_for
+from flask.typing import ResponseReturnValue
+
+from blueprints.htmx import redirect_to
+from blueprints.mfa import bp
+from models.sessions import PENDING, STEP_CHALLENGE, STEP_SETUP
+from services import sessions
+
+ALWAYS = frozenset({"static", "auth.sign_out"})
+STEP_ENDPOINTS = {
+    STEP_CHALLENGE: frozenset(
+        {"mfa.challenge", "mfa.challenge_post", "mfa.recovery", "mfa.recovery_post"}
+    ),
+    STEP_SETUP: frozenset(
+        {
+            "mfa.setup",
+            "mfa.setup_post",
+            "mfa.setup_decline",
+            "mfa.setup_scan",
+            "mfa.setup_code",
+            "mfa.setup_code_post",
+        }
+    ),
+}
+STEP_HOME = {STEP_CHALLENGE: "mfa.challenge", STEP_SETUP: "mfa.setup"}
+
+
+@bp.before_app_request
+def keep_pending_sign_in_on_its_step() -> ResponseReturnValue | None:
+    """Redirect a pending session's every other request to its step."""
+    if request.endpoint == "static":
+        return None
+    row = sessions.current()
+    if row is None or row.state != PENDING:
+        return None
+    step = row.pending_step or STEP_CHALLENGE
+    if request.endpoint in ALWAYS or request.endpoint in STEP_ENDPOINTS.get(step, ()):
+        return None
+    return redirect_to(url_for(STEP_HOME.get(step, "mfa.challenge")))

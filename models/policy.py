@@ -1,0 +1,30 @@
+"""The clinic's MFA policy (ADM): one row, created with defaults on first read."""
+
+from __future__ import annotations
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models import Base
+
+MODE_OFF = "off"
+MODE_OPTIONAL = "optional"
+MODE_REQUIRED = "required"
+MODES = (MODE_OFF, MODE_OPTIONAL, MODE_REQUIRED)
+
+
+class ClinicPolicy(Base):
+    __tablename__ = "clinic_policy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # MFA is off until an admin turns it on (ADM-1, seed 004).
+    mode: Mapped[str] = mapped_column(String(8), default=MODE_OFF)
+    # Comma-separated method names, e.g. "totp,email".
+    allowed_methods: Mapped[str] = mapped_column(String(64), default="totp")
+    # 0 turns "remember this device" off; at most 90 (DEV-2).
+    remember_days: Mapped[int] = mapped_column(default=90)
+    support_contact: Mapped[str] = mapped_column(String(200), default="")
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(m for m in self.allowed_methods.split(",") if m)

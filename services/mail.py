@@ -1,0 +1,52 @@
+"""Sending email with Flask-Mail, or printing it to the console under `make run`.
+
+Callers get ``DeliveryError`` when the mail server refuses or cannot be reached, so they can
+tell the person what to do instead of failing (OPS-5).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import sys
+
+from flask import current_app, render_template
+from flask_mail import Connection, Mail, Message
+
+mail = Mail()
+
+
+class _TimedConnection(Connection):
+    """Flask-Mail's connection with a socket timeout (it has none), so a hanging mail server
+    costs the person a bounded wait (MAIL_TIMEOUT seconds), not a stuck request."""
+
+    def configure_host(self) -> smtplib.SMTP:
+        timeout = current_app.config["MAIL_TIMEOUT"]
+        cls = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
+        host = cls(self.mail.server, self.mail.port, timeout=timeout)
+        if self.mail.use_tls:
+            host.starttls()
+        if self.mail.username and self.mail.password:
+            host.login(self.mail.username, self.mail.password)
+        return host
+
+
+class DeliveryError(RuntimeError):
+    """The message could not be handed to the mail server."""
+
+
+def send(to: str, subject: str, template: str, **context: object) -> None:
+    """Render ``mail/<template>.txt`` (and ``.html``) and send it to one address."""
+    text = render_template(f"mail/{template}.txt", **context)
+    html = render_template(f"mail/{template}.html", **context)
+    message = Message(subject=subject, recipients=[to], body=text, html=html)
+    if current_app.config["MFA_MAIL_TRANSPORT"] == "console":
+        print(
+            f"\n--- email to {to}: {subject}\n{text}\n--- end of email", file=sys.stdout, flush=True
+        )
+        return
+    try:
+        with _TimedConnection(current_app.extensions["mail"]) as connection:
+            connection.send(message)
+    except (smtplib.SMTPException, OSError) as exc:
+        current_app.logger.warning("Mail to %s failed: %s", to.split("@")[-1], exc)
+        raise DeliveryError(str(exc)) from exc
