@@ -4,6 +4,12 @@ flask --app app create-admin EMAIL [--name NAME] [--password-stdin]
 flask --app app users create EMAIL --role ROLE [--name NAME] [--phone PHONE] [--password-stdin]
 flask --app app users list
 flask --app app users unlock EMAIL
+flask --app app users reset-mfa EMAIL
+flask --app app users set-password EMAIL [--password-stdin]
+flask --app app policy set [--mode off|optional|required] [--methods totp,...]
+                           [--remember-days N] [--support-contact TEXT]
+flask --app app policy show
+flask --app app keys rotate [--retire-old] | generate | reencrypt
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import undefer
 
-from models import DEFAULT_ROLES, Role, SignInThrottle, User, db
+from models import DEFAULT_ROLES, MfaFactor, MfaSetup, Role, SignInThrottle, User, db
+from models.policy import MODES
 from models.user import ADMINISTRATOR
-from services import audit, throttle
+from services import account, audit, crypto, mfa_guard, policy, throttle
 from services.users import UserInputError, by_email, create_user
 
 users_cli = AppGroup("users", help="Create, list, unlock and reset staff users.")
@@ -94,16 +101,144 @@ def users_list() -> None:
         click.echo(f"{u.email:<{width}}  {u.role.name:<13}  {state:<8}  last sign-in {last}")
 
 
+def _user(email: str) -> User:
+    user = by_email(email)
+    if user is None:
+        raise click.ClickException(f"No user with the email {email.strip().lower()}.")
+    return user
+
+
 @users_cli.command("unlock")
 @click.argument("email")
 def users_unlock(email: str) -> None:
-    """Clear password throttling for an email address."""
+    """Clear password throttling and any second-factor lock for an email address."""
     db.session.execute(
         delete(SignInThrottle).where(SignInThrottle.key == throttle.email_key(email))
     )
-    audit.record("user.unlocked", subject=by_email(email), via="cli")
+    user = by_email(email)
+    if user is not None:
+        mfa_guard.unlock(user)
+    audit.record("user.unlocked", subject=user, via="cli")
     db.session.commit()
     click.echo(f"Unlocked {email.strip().lower()}.")
+
+
+@users_cli.command("reset-mfa")
+@click.argument("email")
+def users_reset_mfa(email: str) -> None:
+    """Remove a user's factors, recovery codes and remembered devices; end their sessions."""
+    user = _user(email)
+    account.reset_mfa(user)
+    audit.record("mfa.reset", subject=user, via="cli")
+    db.session.commit()
+    click.echo(f"Two-step sign-in reset for {user.email}; they set it up again if required.")
+
+
+@users_cli.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_set_password(email: str, password_stdin: bool) -> None:
+    """Set a user's password; their sessions and remembered devices end."""
+    user = _user(email)
+    try:
+        account.change_password(user, _read_password(password_stdin))
+    except UserInputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit.record("password.changed", subject=user, via="cli")
+    db.session.commit()
+    click.echo(f"Password changed for {user.email}; their sessions and devices are signed out.")
+
+
+@policy_cli.command("show")
+def policy_show() -> None:
+    """Print the current policy."""
+    p = policy.current()
+    db.session.commit()
+    click.echo(f"mode:            {p.mode}")
+    click.echo(f"methods:         {','.join(p.methods)}")
+    click.echo(f"remember-days:   {p.remember_days}{' (off)' if p.remember_days == 0 else ''}")
+    click.echo(f"support-contact: {p.support_contact or '(none)'}")
+
+
+@policy_cli.command("set")
+@click.option("--mode", type=click.Choice(MODES), default=None)
+@click.option("--methods", default=None, help="Comma-separated: " + ",".join(policy.METHOD_LABELS))
+@click.option("--remember-days", type=int, default=None, help="0 (off) to 90.")
+@click.option("--support-contact", default=None, help="Shown on every MFA screen.")
+@click.pass_context
+def policy_set(
+    ctx: click.Context,
+    mode: str | None,
+    methods: str | None,
+    remember_days: int | None,
+    support_contact: str | None,
+) -> None:
+    """Change the policy; options not given stay as they are."""
+    try:
+        p = policy.update(
+            mode=mode, methods=methods, remember_days=remember_days, support_contact=support_contact
+        )
+    except policy.PolicyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit.record(
+        "policy.changed",
+        via="cli",
+        mode=p.mode,
+        methods=p.allowed_methods,
+        remember_days=p.remember_days,
+        support_contact=p.support_contact,
+    )
+    db.session.commit()
+    ctx.invoke(policy_show)
+
+
+@keys_cli.command("rotate")
+@click.option("--retire-old", is_flag=True, help="Drop the old keys once nothing uses them.")
+def keys_rotate(retire_old: bool) -> None:
+    """Make a new encryption key, re-encrypt every secret with it, keep old keys readable.
+
+    Running workers notice the changed key file and read both keys, so nobody is locked out.
+    """
+    if crypto.keyring().source == "environment":
+        raise click.ClickException(
+            "Keys come from MFA_ENCRYPTION_KEYS. Put a new key first in that list (make one with"
+            " `flask --app app keys generate`), restart, then run `flask --app app keys reencrypt`."
+        )
+    crypto.add_primary_key()
+    count = _reencrypt_all()
+    if retire_old:
+        crypto.retire_old_keys()
+    retired = " Old keys retired." if retire_old else ""
+    click.echo(f"New key in use; {count} secrets re-encrypted.{retired}")
+
+
+@keys_cli.command("generate")
+def keys_generate() -> None:
+    """Print a new encryption key, for MFA_ENCRYPTION_KEYS."""
+    click.echo(crypto.new_fernet_key())
+
+
+@keys_cli.command("reencrypt")
+def keys_reencrypt() -> None:
+    """Re-encrypt every secret with the newest key."""
+    click.echo(f"{_reencrypt_all()} secrets re-encrypted.")
+
+
+def _reencrypt_all() -> int:
+    count = 0
+    factors = db.session.scalars(select(MfaFactor).where(MfaFactor.secret_encrypted.is_not(None)))
+    for factor in factors:
+        factor.secret_encrypted = crypto.reencrypt(factor.secret_encrypted)
+        count += 1
+    for setup in db.session.scalars(select(MfaSetup)):
+        if setup.secret_encrypted:
+            setup.secret_encrypted = crypto.reencrypt(setup.secret_encrypted)
+            count += 1
+        if setup.recovery_codes_encrypted:
+            setup.recovery_codes_encrypted = crypto.reencrypt(setup.recovery_codes_encrypted)
+    audit.record("keys.rotated", via="cli", secrets=count)
+    db.session.commit()
+    return count
 
 
 @click.command("bootstrap")

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from typing import Any
 
 import pytest
@@ -47,6 +51,12 @@ def migrate(url: str) -> None:
         db.engine.dispose()
 
 
+# Fixed test keys: an encryption key and a hash key, as production would set them.
+TEST_ENCRYPTION_KEY = "Pm2cF1g0f9mZ0a6yW3mJv2m8QwH0rTzq4kqjvYw7s2Y="
+TEST_HASH_KEY = "dGVzdC1oYXNoLWtleS10ZXN0LWhhc2gta2V5LTAxMjM0"
+SMTP_PORT: int | None = None  # set by the smtp_server fixture before any app is made
+
+
 def base_config(url: str, **extra: Any) -> dict[str, Any]:
     return {
         "TESTING": True,
@@ -54,6 +64,12 @@ def base_config(url: str, **extra: Any) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
         "MFA_CLINIC_NAME": "Harbour Clinic",
+        "MFA_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+        "MFA_HASH_KEY": TEST_HASH_KEY,
+        "MFA_MAIL_TRANSPORT": "smtp",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": SMTP_PORT or 1,
+        "MAIL_TIMEOUT": 3,
         **extra,
     }
 
@@ -113,8 +129,60 @@ def make_app(database_url: str, **extra: Any) -> Flask:
     return create_app(base_config(database_url, **extra))
 
 
+class Mailbox:
+    """What the loopback SMTP server received, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    def clear(self) -> None:
+        self.messages.clear()
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address in m["To"]]
+
+    @staticmethod
+    def text(message: EmailMessage) -> str:
+        part = message.get_body(preferencelist=("plain",))
+        return part.get_content() if part else ""
+
+
+class _Handler:
+    def __init__(self, box: Mailbox) -> None:
+        self.box = box
+
+    async def handle_DATA(self, server, session, envelope):
+        self.box.messages.append(
+            message_from_bytes(envelope.content, _class=EmailMessage, policy=default_policy)
+        )
+        return "250 OK"
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[Mailbox]:
+    """A real SMTP server on loopback (aiosmtpd) that every test app sends to."""
+    global SMTP_PORT
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(_Handler(box), hostname="127.0.0.1", port=port)
+    controller.start()
+    SMTP_PORT = port
+    yield box
+    controller.stop()
+
+
 @pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
+def mailbox(smtp_server: Mailbox) -> Mailbox:
+    smtp_server.clear()
+    return smtp_server
+
+
+@pytest.fixture
+def app(database_url: str, smtp_server: Mailbox) -> Iterator[Flask]:
     app = make_app(database_url)
     with app.app_context():
         reset_database()
@@ -160,6 +228,8 @@ class AuthActions:
 
     def csrf_token(self, path: str = "/sign-in") -> str:
         page = self.client.get(path)
+        if page.status_code in (302, 303):  # sent elsewhere: any page's token will do
+            page = self.client.get(page.headers["Location"])
         match = CSRF_RE.search(page.get_data(as_text=True))
         assert match, f"no CSRF token on {path} ({page.status_code})"
         return match.group(1)
@@ -171,10 +241,60 @@ class AuthActions:
     def logout(self):
         return self.client.post("/sign-out", data={"csrf_token": self.csrf_token("/")})
 
+    def verify_totp(self, code: str, **extra: Any):
+        token = self.csrf_token("/mfa/challenge")
+        return self.client.post("/mfa/challenge", data={"csrf_token": token, "code": code, **extra})
+
+    def post(
+        self, path: str, data: dict[str, Any] | None = None, page: str | None = None, **kw: Any
+    ):
+        """POST with the CSRF token read from ``page`` (default: the same path)."""
+        token = self.csrf_token(page or path)
+        return self.client.post(path, data={"csrf_token": token, **(data or {})}, **kw)
+
 
 @pytest.fixture
 def auth(client: FlaskClient) -> AuthActions:
     return AuthActions(client)
+
+
+@pytest.fixture
+def set_policy(app: Flask):
+    """set_policy(mode="required", remember_days=30, ...) as `flask policy set` would."""
+    from services import policy
+
+    def set_(**values: Any) -> None:
+        with app.app_context():
+            policy.update(**values)
+            db.session.commit()
+
+    return set_
+
+
+@pytest.fixture
+def enrol_totp(app: Flask):
+    """enrol_totp(user_id) -> base32 secret: an authenticator app already set up."""
+    import pyotp
+
+    from models import MfaFactor
+    from services import crypto, recovery
+
+    def enrol(user_id: int, *, with_recovery: bool = False) -> tuple[str, list[str]]:
+        secret = pyotp.random_base32(32)
+        with app.app_context():
+            db.session.add(
+                MfaFactor(
+                    user_id=user_id,
+                    kind="totp",
+                    is_default=True,
+                    secret_encrypted=crypto.encrypt(secret),
+                )
+            )
+            codes = recovery.generate(user_id) if with_recovery else []
+            db.session.commit()
+        return secret, codes
+
+    return enrol
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

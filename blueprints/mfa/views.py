@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import flash, g, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_user
@@ -36,7 +38,7 @@ def _back_to_sign_in() -> ResponseReturnValue:
 def _lock_message(lock: mfa_guard.Lock) -> str:
     if lock.until is None:
         return "Your sign-in codes are locked. Ask your clinic's administrator to unlock them."
-    minutes = max(1, int((lock.until - utcnow()).total_seconds() // 60) + 1)
+    minutes = max(1, math.ceil((lock.until - utcnow()).total_seconds() / 60))
     return f"Too many wrong codes. Your sign-in codes are locked for {minutes} more minutes."
 
 
