@@ -221,14 +221,15 @@ def setup_code_post() -> ResponseReturnValue:
         ]
         return _page(visitor, setup, "code", 422, form=form)
     audit.record("mfa.factor_added", actor=user, subject=user, method=TOTP)
-    if visitor.pending:
+    was_pending = visitor.pending
+    if was_pending:
         if not sessions.promote(visitor.row, method=TOTP):
             db.session.rollback()
             flash("That took too long. Please enter your password again.", "info")
             return redirect_to(url_for("auth.sign_in"))
         audit.record("sign_in.succeeded", actor=user, subject=user, method=TOTP)
     db.session.commit()
-    if visitor.pending:
+    if was_pending:
         login_user(user)
     notify.factor_added(user, METHOD_LABELS[TOTP])
     db.session.commit()
