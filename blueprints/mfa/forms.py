@@ -1,7 +1,7 @@
 """One form per MFA step."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, RadioField, StringField
+from wtforms import BooleanField, RadioField, SelectChoice, StringField
 from wtforms.validators import DataRequired, InputRequired, Length
 
 # UX-1: the phone's number pad, the OS's one-time-code autofill, pasted spaces accepted.
@@ -49,7 +49,10 @@ class ChooseMethodForm(FlaskForm):
 class RememberForm(FlaskForm):
     remember = RadioField(
         "Remember this device?",
-        choices=[("yes", "Yes, remember this device"), ("no", "No, ask me every time")],
+        choices=[
+            SelectChoice("yes", "Yes, remember this device"),
+            SelectChoice("no", "No, ask me every time"),
+        ],
         default="no",
         validators=[InputRequired("Choose yes or no.")],
     )

@@ -23,6 +23,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_login import login_user
+from wtforms import SelectChoice
 
 from blueprints.htmx import go_to, redirect_to, render
 from blueprints.mfa import bp
@@ -115,8 +116,8 @@ def _load(*stages: str) -> tuple[Visitor, MfaSetup] | ResponseReturnValue:
     return visitor, setup
 
 
-def _allowed_methods(visitor: Visitor) -> list[tuple[str, str]]:
-    return [(m, METHOD_LABELS[m]) for m in visitor.policy.methods if m in METHOD_LABELS]
+def _allowed_methods(visitor: Visitor) -> list[SelectChoice]:
+    return [SelectChoice(m, METHOD_LABELS[m]) for m in visitor.policy.methods if m in METHOD_LABELS]
 
 
 @bp.get("/setup")
