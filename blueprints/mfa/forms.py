@@ -48,7 +48,7 @@ class ChooseMethodForm(FlaskForm):
 
 class RememberForm(FlaskForm):
     remember = RadioField(
-        "Remember this device?",
+        "Your choice",
         choices=[
             SelectChoice("yes", "Yes, remember this device"),
             SelectChoice("no", "No, ask me every time"),
