@@ -96,6 +96,25 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MFA_KEYS_FILE": os.environ.get("MFA_KEYS_FILE"),
         "MFA_ENCRYPTION_KEYS": os.environ.get("MFA_ENCRYPTION_KEYS"),
         "MFA_HASH_KEY": os.environ.get("MFA_HASH_KEY"),
+        # Email and SMS codes (FAC-4).
+        "MFA_CODE_RESEND_AFTER": timedelta(seconds=60),
+        "MFA_CODE_SENDS_PER_HOUR": 5,
+        "MFA_CODE_WRONG_TRIES": 5,
+        "MFA_PASSWORD_RESET_VALID_FOR": timedelta(minutes=30),
+        # SMS gateway: console (prints), webhook (signed JSON POST) or twilio.
+        "MFA_SMS_GATEWAY": os.environ.get("MFA_SMS_GATEWAY", "console"),
+        "MFA_SMS_TIMEOUT": _env_int("MFA_SMS_TIMEOUT", 5),
+        "MFA_SMS_WEBHOOK_URL": os.environ.get("MFA_SMS_WEBHOOK_URL"),
+        "MFA_SMS_WEBHOOK_SECRET": os.environ.get("MFA_SMS_WEBHOOK_SECRET"),
+        "MFA_SMS_TWILIO_ACCOUNT_SID": os.environ.get("MFA_SMS_TWILIO_ACCOUNT_SID"),
+        "MFA_SMS_TWILIO_AUTH_TOKEN": os.environ.get("MFA_SMS_TWILIO_AUTH_TOKEN"),
+        "MFA_SMS_TWILIO_FROM": os.environ.get("MFA_SMS_TWILIO_FROM"),
+        "MFA_SMS_TWILIO_MESSAGING_SERVICE_SID": os.environ.get(
+            "MFA_SMS_TWILIO_MESSAGING_SERVICE_SID"
+        ),
+        "MFA_SMS_TWILIO_BASE_URL": os.environ.get(
+            "MFA_SMS_TWILIO_BASE_URL", "https://api.twilio.com"
+        ),
         "MFA_FIRST_ADMIN_EMAIL": os.environ.get("MFA_FIRST_ADMIN_EMAIL", "admin@clinic.example"),
     }
 

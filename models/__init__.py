@@ -26,6 +26,7 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 from models.audit import AuditEvent  # noqa: E402
+from models.codes import OneTimeCode, PasswordResetToken  # noqa: E402
 from models.devices import RememberedDevice  # noqa: E402
 from models.factors import MfaFactor, MfaSetup, RecoveryCode  # noqa: E402
 from models.policy import ClinicPolicy  # noqa: E402
@@ -40,6 +41,8 @@ __all__ = [
     "ClinicPolicy",
     "MfaFactor",
     "MfaSetup",
+    "OneTimeCode",
+    "PasswordResetToken",
     "RecoveryCode",
     "RememberedDevice",
     "Role",

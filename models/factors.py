@@ -29,6 +29,8 @@ class MfaFactor(Base):
     is_default: Mapped[bool] = mapped_column(default=False)
     # TOTP: the Fernet token of the base32 secret.
     secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    # Email and SMS: the confirmed address or E.164 number codes are sent to.
+    target: Mapped[str | None] = mapped_column(String(254))
     # TOTP: the last time step accepted. Codes of this step or earlier are refused (FAC-1);
     # the conditional UPDATE on it is what makes two racing requests see one success.
     last_step: Mapped[int] = mapped_column(default=0)
@@ -52,6 +54,8 @@ class MfaSetup(Base):
     kind: Mapped[str] = mapped_column(String(8))
     stage: Mapped[str] = mapped_column(String(16))
     secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    # Email and SMS: the address or number being confirmed.
+    target: Mapped[str | None] = mapped_column(String(254))
     recovery_codes_encrypted: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

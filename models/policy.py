@@ -24,6 +24,10 @@ class ClinicPolicy(Base):
     # 0 turns "remember this device" off; at most 90 (DEV-2).
     remember_days: Mapped[int] = mapped_column(default=90)
     support_contact: Mapped[str] = mapped_column(String(200), default="")
+    # Email and SMS are weaker than an app (FAC-4); by default admins may only use the app.
+    admins_app_only: Mapped[bool] = mapped_column(default=True)
+    # How long an emailed or texted code stays valid: 5 minutes, an admin may allow up to 10.
+    code_valid_minutes: Mapped[int] = mapped_column(default=5)
 
     @property
     def methods(self) -> tuple[str, ...]:

@@ -21,7 +21,13 @@ def current() -> ClinicPolicy:
     policy = db.session.scalar(select(ClinicPolicy).where(ClinicPolicy.id == 1))
     if policy is None:
         policy = ClinicPolicy(
-            id=1, mode="off", allowed_methods=TOTP, remember_days=90, support_contact=""
+            id=1,
+            mode="off",
+            allowed_methods=TOTP,
+            remember_days=90,
+            support_contact="",
+            admins_app_only=True,
+            code_valid_minutes=5,
         )
         db.session.add(policy)
         db.session.flush()
