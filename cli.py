@@ -6,8 +6,9 @@ flask --app app users list
 flask --app app users unlock EMAIL
 flask --app app users reset-mfa EMAIL
 flask --app app users set-password EMAIL [--password-stdin]
-flask --app app policy set [--mode off|optional|required] [--methods totp,...]
+flask --app app policy set [--mode off|optional|required] [--methods totp,email,sms]
                            [--remember-days N] [--support-contact TEXT]
+                           [--admins-app-only|--admins-any-method] [--code-minutes N]
 flask --app app policy show
 flask --app app keys rotate [--retire-old] | generate | reencrypt
 """
@@ -158,6 +159,8 @@ def policy_show() -> None:
     click.echo(f"methods:         {','.join(p.methods)}")
     click.echo(f"remember-days:   {p.remember_days}{' (off)' if p.remember_days == 0 else ''}")
     click.echo(f"support-contact: {p.support_contact or '(none)'}")
+    click.echo(f"admins-app-only: {'yes' if p.admins_app_only else 'no'}")
+    click.echo(f"code-minutes:    {p.code_valid_minutes}")
 
 
 @policy_cli.command("set")
@@ -165,6 +168,12 @@ def policy_show() -> None:
 @click.option("--methods", default=None, help="Comma-separated: " + ",".join(policy.METHOD_LABELS))
 @click.option("--remember-days", type=int, default=None, help="0 (off) to 90.")
 @click.option("--support-contact", default=None, help="Shown on every MFA screen.")
+@click.option(
+    "--admins-app-only/--admins-any-method",
+    default=None,
+    help="Whether Administrators may only use an authenticator app (default: yes).",
+)
+@click.option("--code-minutes", type=int, default=None, help="Email/SMS code lifetime, 1 to 10.")
 @click.pass_context
 def policy_set(
     ctx: click.Context,
@@ -172,11 +181,18 @@ def policy_set(
     methods: str | None,
     remember_days: int | None,
     support_contact: str | None,
+    admins_app_only: bool | None,
+    code_minutes: int | None,
 ) -> None:
     """Change the policy; options not given stay as they are."""
     try:
         p = policy.update(
-            mode=mode, methods=methods, remember_days=remember_days, support_contact=support_contact
+            mode=mode,
+            methods=methods,
+            remember_days=remember_days,
+            support_contact=support_contact,
+            admins_app_only=admins_app_only,
+            code_valid_minutes=code_minutes,
         )
     except policy.PolicyError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -187,6 +203,8 @@ def policy_set(
         methods=p.allowed_methods,
         remember_days=p.remember_days,
         support_contact=p.support_contact,
+        admins_app_only=p.admins_app_only,
+        code_valid_minutes=p.code_valid_minutes,
     )
     db.session.commit()
     ctx.invoke(policy_show)

@@ -9,10 +9,13 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from models import MfaFactor, MfaSetup, User, db
-from models.factors import TOTP
-from services import crypto, recovery, totp
+from models.codes import PURPOSE_SETUP
+from models.factors import SMS, TOTP
+from services import codes, crypto, recovery, totp
 
 SCAN = "scan"  # secret made, waiting for a code that proves the app has it
+CONFIRM = "confirm"  # email/SMS: the address or number to confirm
+CODE = "code"  # email/SMS: a code was sent, waiting for it to come back
 RECOVERY = "recovery"  # factor enrolled, recovery codes to show
 REMEMBER = "remember"  # offer to remember this device
 DONE = "done"
@@ -29,10 +32,17 @@ def begin(user: User, kind: str) -> MfaSetup:
         setup = MfaSetup(user_id=user.id)
         db.session.add(setup)
     setup.kind = kind
-    setup.stage = SCAN
+    setup.stage = SCAN if kind == TOTP else CONFIRM
     setup.secret_encrypted = crypto.encrypt(totp.new_secret()) if kind == TOTP else None
+    setup.target = None
     setup.recovery_codes_encrypted = None
     return setup
+
+
+def code_sent(setup: MfaSetup, target: str) -> None:
+    """The address or number is chosen and a code is on its way to it."""
+    setup.target = target
+    setup.stage = CODE
 
 
 def secret_of(setup: MfaSetup) -> str:
@@ -47,20 +57,46 @@ def confirm_totp(setup: MfaSetup, user: User, code: str | None, *, remember_offe
     step = totp.matching_step(secret_of(setup), code, after_step=0)
     if step is None:
         return False
+    return _enrol(setup, user, remember_offered=remember_offered, from_stage=SCAN, last_step=step)
+
+
+def confirm_code(setup: MfaSetup, user: User, code: str | None, *, remember_offered: bool) -> bool:
+    """Enrol email or SMS if ``code`` is the one just sent to the address or number."""
+    if setup.stage != CODE or setup.target is None:
+        return False
+    if not codes.verify(
+        user.id, purpose=PURPOSE_SETUP, target=setup.target, session_id=None, code=code
+    ):
+        codes.count_wrong_try(user.id, purpose=PURPOSE_SETUP, target=setup.target, session_id=None)
+        return False
+    if setup.kind == SMS and user.mobile_number != setup.target:
+        user.mobile_number = setup.target  # the number is proven now, so it joins the profile
+    return _enrol(setup, user, remember_offered=remember_offered, from_stage=CODE)
+
+
+def _enrol(
+    setup: MfaSetup, user: User, *, remember_offered: bool, from_stage: str, last_step: int = 0
+) -> bool:
     first_codes = recovery.remaining(user.id) == 0
-    codes = recovery.generate(user.id) if first_codes else []
-    next_stage = RECOVERY if codes else (REMEMBER if remember_offered else DONE)
+    codes_shown = recovery.generate(user.id) if first_codes else []
+    next_stage = RECOVERY if codes_shown else (REMEMBER if remember_offered else DONE)
     moved = db.session.execute(
         update(MfaSetup)
         .where(
             MfaSetup.user_id == user.id,
-            MfaSetup.stage == SCAN,
-            MfaSetup.secret_encrypted == setup.secret_encrypted,
+            MfaSetup.stage == from_stage,
+            MfaSetup.kind == setup.kind,
+            # Exactly what was proved: not a secret or number a restart replaced meanwhile.
+            MfaSetup.secret_encrypted == setup.secret_encrypted
+            if setup.secret_encrypted
+            else MfaSetup.target == setup.target,
         )
         .values(
             stage=next_stage,
             secret_encrypted=None,
-            recovery_codes_encrypted=crypto.encrypt("\n".join(codes)) if codes else None,
+            recovery_codes_encrypted=crypto.encrypt("\n".join(codes_shown))
+            if codes_shown
+            else None,
         )
         .execution_options(synchronize_session=False)
     )
@@ -72,10 +108,11 @@ def confirm_totp(setup: MfaSetup, user: User, code: str | None, *, remember_offe
     db.session.add(
         MfaFactor(
             user_id=user.id,
-            kind=TOTP,
+            kind=setup.kind,
             is_default=has_default is None,
             secret_encrypted=setup.secret_encrypted,
-            last_step=step,  # the code just used cannot sign anyone in
+            target=setup.target,
+            last_step=last_step,  # the code just used cannot sign anyone in
         )
     )
     db.session.refresh(setup)

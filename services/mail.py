@@ -15,23 +15,24 @@ from flask_mail import Connection, Mail, Message
 mail = Mail()
 
 
+class DeliveryError(RuntimeError):
+    """The message could not be handed to the mail server (or the SMS gateway)."""
+
+
 class _TimedConnection(Connection):
     """Flask-Mail's connection with a socket timeout (it has none), so a hanging mail server
-    costs the person a bounded wait (MAIL_TIMEOUT seconds), not a stuck request."""
+    costs the person a bounded wait (MAIL_TIMEOUT seconds), not a stuck request. Settings are
+    read when sending, not frozen at start-up."""
 
     def configure_host(self) -> smtplib.SMTP:
-        timeout = current_app.config["MAIL_TIMEOUT"]
-        cls = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
-        host = cls(self.mail.server, self.mail.port, timeout=timeout)
-        if self.mail.use_tls:
+        cfg = current_app.config
+        cls = smtplib.SMTP_SSL if cfg["MAIL_USE_SSL"] else smtplib.SMTP
+        host = cls(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=cfg["MAIL_TIMEOUT"])
+        if cfg["MAIL_USE_TLS"]:
             host.starttls()
-        if self.mail.username and self.mail.password:
-            host.login(self.mail.username, self.mail.password)
+        if cfg["MAIL_USERNAME"] and cfg["MAIL_PASSWORD"]:
+            host.login(cfg["MAIL_USERNAME"], cfg["MAIL_PASSWORD"])
         return host
-
-
-class DeliveryError(RuntimeError):
-    """The message could not be handed to the mail server."""
 
 
 def send(to: str, subject: str, template: str, **context: object) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from models import ClinicPolicy, db
-from models.factors import TOTP
+from models import ClinicPolicy, User, db
+from models.factors import EMAIL, SMS, TOTP
 from models.policy import MODES
 
-# Methods this build can deliver, in the order the wizard offers them.
-METHOD_LABELS = {TOTP: "Authenticator app"}
+# Methods this build can deliver, in the order the wizard offers them (strongest first).
+METHOD_LABELS = {TOTP: "Authenticator app", EMAIL: "Email", SMS: "Text message (SMS)"}
+MAX_CODE_MINUTES = 10
 MAX_REMEMBER_DAYS = 90
 
 
@@ -34,6 +35,15 @@ def current() -> ClinicPolicy:
     return policy
 
 
+def methods_for(user: User, clinic: ClinicPolicy) -> tuple[str, ...]:
+    """The methods this user may enrol and use: the clinic's, and for Administrators only
+    the app unless the policy says otherwise (FAC-4: email and SMS are weaker)."""
+    allowed = tuple(m for m in clinic.methods if m in METHOD_LABELS)
+    if user.is_admin and clinic.admins_app_only:
+        allowed = tuple(m for m in allowed if m == TOTP)
+    return allowed
+
+
 def parse_methods(raw: str) -> str:
     methods = [m.strip().lower() for m in raw.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHOD_LABELS]
@@ -52,6 +62,8 @@ def update(
     methods: str | None = None,
     remember_days: int | None = None,
     support_contact: str | None = None,
+    admins_app_only: bool | None = None,
+    code_valid_minutes: int | None = None,
 ) -> ClinicPolicy:
     policy = current()
     if mode is not None:
@@ -66,4 +78,10 @@ def update(
         policy.remember_days = remember_days
     if support_contact is not None:
         policy.support_contact = support_contact.strip()[:200]
+    if admins_app_only is not None:
+        policy.admins_app_only = admins_app_only
+    if code_valid_minutes is not None:
+        if not 1 <= code_valid_minutes <= MAX_CODE_MINUTES:
+            raise PolicyError(f"Codes may stay valid for 1 to {MAX_CODE_MINUTES} minutes.")
+        policy.code_valid_minutes = code_valid_minutes
     return policy

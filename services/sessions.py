@@ -60,7 +60,12 @@ def start(user: User, *, method: str) -> UserSession:
 
 
 def start_pending(
-    user: User, *, step: str, next_url: str | None, skippable: bool = False
+    user: User,
+    *,
+    step: str,
+    next_url: str | None,
+    skippable: bool = False,
+    method: str | None = None,
 ) -> UserSession:
     """The password passed; the second step is still owed. Expires after a few minutes."""
     now = utcnow()
@@ -76,6 +81,8 @@ def start_pending(
         pending_expires_at=now + current_app.config["MFA_PENDING_SIGN_IN_FOR"],
         pending_next=next_url,
         setup_skippable=skippable,
+        # While pending: the method being asked for; after sign-in: the one that was used.
+        mfa_method=method,
     )
     db.session.add(row)
     g.user_session = row
@@ -229,3 +236,14 @@ def load_user(user_id: str) -> User | None:
     if row is None or row.state != ACTIVE or str(row.user_id) != user_id or not row.user.active:
         return None
     return row.user
+
+
+def choose_method(row: UserSession, method: str) -> None:
+    """Switch a pending challenge to another method (the caller checked it is allowed)."""
+    db.session.execute(
+        update(UserSession)
+        .where(UserSession.id == row.id, UserSession.state == PENDING)
+        .values(mfa_method=method)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(row, "mfa_method", method)

@@ -10,15 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from models import ClinicPolicy, User
+from models import ClinicPolicy, MfaFactor, User
 from models.policy import MODE_OFF, MODE_OPTIONAL
-from services import devices
+from services import devices, factors
+from services.policy import methods_for
 
 
 class Next(StrEnum):
     SIGNED_IN = "signed_in"  # no second factor needed
     REMEMBERED = "remembered"  # a remembered device stands in for the second factor
-    CHALLENGE = "challenge"  # ask for a code from the user's default factor
+    CHALLENGE = "challenge"  # ask for a code from the user's default usable factor
     SETUP = "setup"  # the user must (or may) enrol first
 
 
@@ -27,18 +28,27 @@ class Decision:
     next: Next
     reason: str
     method: str | None = None
+    factor: MfaFactor | None = None
     skippable: bool = False
 
 
-def decide(user: User, policy: ClinicPolicy) -> Decision:
-    factor = user.default_factor
-    if factor is not None:
+def usable_factors(user: User, clinic: ClinicPolicy) -> list[MfaFactor]:
+    """The user's factors that the policy still allows them to use, default first."""
+    allowed = methods_for(user, clinic)
+    usable = [f for f in factors.for_user(user.id) if f.kind in allowed]
+    return sorted(usable, key=lambda f: (not f.is_default, f.id))
+
+
+def decide(user: User, clinic: ClinicPolicy) -> Decision:
+    usable = usable_factors(user, clinic)
+    if usable:
         # Whoever has enrolled is always asked, whatever the mode: it is their protection.
-        if devices.recognised(user, policy.remember_days) is not None:
+        if devices.recognised(user, clinic.remember_days) is not None:
             return Decision(Next.REMEMBERED, "remembered_device", method="device")
-        return Decision(Next.CHALLENGE, "has_factor", method=factor.kind)
-    if policy.mode == MODE_OFF:
+        return Decision(Next.CHALLENGE, "has_factor", method=usable[0].kind, factor=usable[0])
+    # A factor the policy no longer allows (say SMS was switched off) counts as none.
+    if clinic.mode == MODE_OFF:
         return Decision(Next.SIGNED_IN, "mfa_off", method="none")
-    if policy.mode == MODE_OPTIONAL:
+    if clinic.mode == MODE_OPTIONAL:
         return Decision(Next.SETUP, "optional_not_enrolled", skippable=True)
     return Decision(Next.SETUP, "required_not_enrolled")

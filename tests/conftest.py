@@ -55,6 +55,8 @@ def migrate(url: str) -> None:
 TEST_ENCRYPTION_KEY = "Pm2cF1g0f9mZ0a6yW3mJv2m8QwH0rTzq4kqjvYw7s2Y="
 TEST_HASH_KEY = "dGVzdC1oYXNoLWtleS10ZXN0LWhhc2gta2V5LTAxMjM0"
 SMTP_PORT: int | None = None  # set by the smtp_server fixture before any app is made
+SMS_URL: str | None = None  # set by the sms_server fixture
+SMS_SECRET = "test-webhook-secret"
 
 
 def base_config(url: str, **extra: Any) -> dict[str, Any]:
@@ -70,6 +72,10 @@ def base_config(url: str, **extra: Any) -> dict[str, Any]:
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": SMTP_PORT or 1,
         "MAIL_TIMEOUT": 3,
+        "MFA_SMS_GATEWAY": "webhook",
+        "MFA_SMS_WEBHOOK_URL": SMS_URL or "http://127.0.0.1:1/",
+        "MFA_SMS_WEBHOOK_SECRET": SMS_SECRET,
+        "MFA_SMS_TIMEOUT": 2,
         **extra,
     }
 
@@ -181,8 +187,66 @@ def mailbox(smtp_server: Mailbox) -> Mailbox:
     return smtp_server
 
 
+class SmsInbox:
+    """What the loopback SMS webhook received: dicts with "to" and "body"."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.status = 200  # what the gateway answers; tests set 500 to see failures
+        self.delay = 0.0  # seconds to hang before answering
+
+    def to(self, number: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["to"] == number]
+
+
+@pytest.fixture(scope="session")
+def sms_server() -> Iterator[SmsInbox]:
+    """A real HTTP server on loopback standing in for the SMS provider's webhook."""
+    global SMS_URL
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    inbox = SmsInbox()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status, delay = inbox.status, inbox.delay  # as set when the request arrived
+            if delay:
+                time.sleep(delay)
+                return  # the client gave up long ago; nothing was delivered
+            if status == 200:
+                message = json.loads(body)
+                message["signature"] = self.headers.get("X-Clinic-MFA-Signature")
+                inbox.messages.append(message)
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    SMS_URL = f"http://127.0.0.1:{server.server_port}/sms"
+    yield inbox
+    server.shutdown()
+
+
 @pytest.fixture
-def app(database_url: str, smtp_server: Mailbox) -> Iterator[Flask]:
+def sms_inbox(sms_server: SmsInbox) -> Iterator[SmsInbox]:
+    sms_server.messages.clear()
+    sms_server.status, sms_server.delay = 200, 0.0
+    yield sms_server
+    sms_server.status, sms_server.delay = 200, 0.0
+
+
+@pytest.fixture
+def app(database_url: str, smtp_server: Mailbox, sms_server: SmsInbox) -> Iterator[Flask]:
     app = make_app(database_url)
     with app.app_context():
         reset_database()

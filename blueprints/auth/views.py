@@ -13,6 +13,7 @@ from models import db
 from models.sessions import STEP_CHALLENGE, STEP_SETUP
 from models.types import utcnow
 from services import audit, policy, sessions, signin, throttle
+from services.challenge import CODE_CHANNELS, deliver_sign_in_code
 from services.client import client_ip
 from services.passwords import hash_password, needs_rehash, verify_password
 from services.redirects import safe_next
@@ -90,8 +91,14 @@ def sign_in_post() -> ResponseReturnValue:
         login_user(user)
         return redirect_to(target or url_for("home.index"))
     step = STEP_CHALLENGE if decision.next is Next.CHALLENGE else STEP_SETUP
-    sessions.start_pending(user, step=step, next_url=target, skippable=decision.skippable)
+    row = sessions.start_pending(
+        user, step=step, next_url=target, skippable=decision.skippable, method=decision.method
+    )
     db.session.commit()
+    if decision.factor is not None and decision.factor.kind in CODE_CHANNELS:
+        # An email or SMS challenge starts with the code on its way; if it cannot be sent
+        # the challenge page says so and offers the other ways (OPS-5).
+        deliver_sign_in_code(row, decision.factor)
     return redirect_to(url_for("mfa.challenge" if step == STEP_CHALLENGE else "mfa.setup"))
 
 

@@ -1,8 +1,8 @@
 """One form per MFA step."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, RadioField, SelectChoice, StringField
-from wtforms.validators import DataRequired, InputRequired, Length
+from wtforms import BooleanField, EmailField, RadioField, SelectChoice, StringField, TelField
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 # UX-1: the phone's number pad, the OS's one-time-code autofill, pasted spaces accepted.
 CODE_ATTRS = {
@@ -60,3 +60,21 @@ class RememberForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A button and its CSRF token: continue, skip, start again."""
+
+
+class ConfirmEmailForm(FlaskForm):
+    """Seed 000: the user types their address again, so a typo on the profile shows up now."""
+
+    email = EmailField(
+        "Your email address",
+        validators=[DataRequired("Enter your email address."), Length(max=254)],
+        render_kw={"autocomplete": "email", "autocapitalize": "none", "spellcheck": "false"},
+    )
+
+
+class MobileNumberForm(FlaskForm):
+    number = TelField(
+        "A different mobile number",
+        validators=[Optional(), Length(max=32)],
+        render_kw={"autocomplete": "tel", "inputmode": "tel"},
+    )

@@ -17,7 +17,14 @@ from services import sessions
 ALWAYS = frozenset({"static", "auth.sign_out"})
 STEP_ENDPOINTS = {
     STEP_CHALLENGE: frozenset(
-        {"mfa.challenge", "mfa.challenge_post", "mfa.recovery", "mfa.recovery_post"}
+        {
+            "mfa.challenge",
+            "mfa.challenge_post",
+            "mfa.challenge_method",
+            "mfa.challenge_resend",
+            "mfa.recovery",
+            "mfa.recovery_post",
+        }
     ),
     STEP_SETUP: frozenset(
         {
@@ -27,6 +34,11 @@ STEP_ENDPOINTS = {
             "mfa.setup_scan",
             "mfa.setup_code",
             "mfa.setup_code_post",
+            "mfa.setup_contact",
+            "mfa.setup_contact_post",
+            "mfa.setup_contact_code",
+            "mfa.setup_contact_code_post",
+            "mfa.setup_contact_resend",
         }
     ),
 }

@@ -1,24 +1,35 @@
-"""The sign-in challenge: a code from the default factor, or a recovery code."""
+"""The sign-in challenge: a code from an enrolled factor, or a recovery code.
+
+The method being asked for is kept on the pending session row; the code form carries only the
+code, so no edited field can switch to a method the user lacks or the policy forbids.
+"""
 
 from __future__ import annotations
 
 import math
 
-from flask import flash, g, url_for
+from flask import abort, flash, g, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_user
+from sqlalchemy import select
 
 from blueprints.htmx import redirect_to, render
 from blueprints.mfa import bp
-from blueprints.mfa.forms import ChallengeForm, RecoveryCodeForm
-from models import UserSession, db
+from blueprints.mfa.forms import ChallengeForm, ConfirmForm, RecoveryCodeForm
+from models import MfaFactor, UserSession, db
+from models.codes import PURPOSE_SIGN_IN
+from models.factors import TOTP
 from models.sessions import STEP_CHALLENGE
 from models.types import utcnow
-from services import audit, factors, mfa_guard, notify, policy, sessions, totp
+from services import audit, codes, factors, mfa_guard, notify, policy, sessions, signin, totp
 from services import recovery as recovery_codes
+from services.challenge import CODE_CHANNELS, SWITCH_LABELS, deliver_sign_in_code
 from services.devices import remember
 
-WRONG_CODE = "That code did not work. Check the newest code in your app and try again."
+WRONG_CODE = {
+    TOTP: "That code did not work. Check the newest code in your app and try again.",
+    "sent": "That code did not work. Check the newest message and try again.",
+}
 WRONG_RECOVERY = "That recovery code did not work. Check it and try again."
 
 
@@ -42,8 +53,23 @@ def _lock_message(lock: mfa_guard.Lock) -> str:
     return f"Too many wrong codes. Your sign-in codes are locked for {minutes} more minutes."
 
 
+def _factor(row: UserSession) -> MfaFactor | None:
+    """The factor being asked for. The default one came with the session row (no query)."""
+    default = row.user.default_factor
+    method = row.mfa_method or (default.kind if default else None)
+    if default is not None and default.kind == method:
+        return default
+    return db.session.scalar(
+        select(MfaFactor)
+        .where(MfaFactor.user_id == row.user_id, MfaFactor.kind == method)
+        .order_by(MfaFactor.id)
+    )
+
+
 def _render(row: UserSession, form, template: str, status: int = 200, **ctx) -> ResponseReturnValue:
-    clinic_policy = policy.current()
+    clinic = policy.current()
+    factor = _factor(row)
+    usable = signin.usable_factors(row.user, clinic)
     lock = mfa_guard.lock_of(row.user)
     return render(
         f"mfa/{template}.html",
@@ -51,19 +77,33 @@ def _render(row: UserSession, form, template: str, status: int = 200, **ctx) -> 
         status,
         form=form,
         user=row.user,
-        support=clinic_policy.support_contact,
-        remember_days=clinic_policy.remember_days,
+        factor=factor,
+        sent_to=codes.shown_as(factor.kind, factor.target) if factor and factor.target else None,
+        resend_in=codes.seconds_until_resend(row.user_id)
+        if factor and factor.kind in CODE_CHANNELS
+        else 0,
+        other_ways=[
+            (f.kind, SWITCH_LABELS[f.kind]) for f in usable if not factor or f.kind != factor.kind
+        ],
+        switch_form=ConfirmForm(),
+        support=clinic.support_contact,
+        remember_days=clinic.remember_days,
         locked=_lock_message(lock) if lock else None,
         **ctx,
     )
 
 
 def _failed(
-    row: UserSession, form, template: str, method: str, message: str
+    row: UserSession, factor: MfaFactor | None, form, template: str, message: str
 ) -> ResponseReturnValue:
     """Count a wrong code (FAC-6); end the pending sign-in when its tries are used up."""
     db.session.rollback()  # nothing from the failed attempt may stick
-    outcome = mfa_guard.record_failure(row, method)
+    method = factor.kind if factor else "recovery"
+    if template == "challenge" and factor is not None and factor.kind in CODE_CHANNELS:
+        codes.count_wrong_try(
+            row.user_id, purpose=PURPOSE_SIGN_IN, target=factor.target or "", session_id=row.id
+        )
+    outcome = mfa_guard.record_failure(row, method if template == "challenge" else "recovery")
     if outcome.sign_in_ended:
         sessions.end(row, "too_many_codes", only_if_pending=True)
         db.session.commit()
@@ -95,7 +135,7 @@ def _signed_in(row: UserSession, method: str, remember_device: bool) -> Response
 
 @bp.get("/challenge")
 def challenge() -> ResponseReturnValue:
-    """Ask for a code from the user's default factor."""
+    """Ask for a code from the factor being used (the default one unless switched)."""
     row = _pending_challenge()
     if row is None:
         return _back_to_sign_in()
@@ -105,31 +145,78 @@ def challenge() -> ResponseReturnValue:
 @bp.post("/challenge")
 def challenge_post() -> ResponseReturnValue:
     """Check the code. Cases: locked (429, not checked); right and unused (signed in under a
-    new session id, optionally remembering the device); wrong, malformed or replayed (422,
-    counted); the sign-in's last allowed try (back to the password)."""
+    new session id, optionally remembering the device); wrong, malformed, expired or replayed
+    (422, counted); the sign-in's last allowed try (back to the password)."""
     row = _pending_challenge()
     if row is None:
         return _back_to_sign_in()
     form = ChallengeForm()
-    lock = mfa_guard.lock_of(row.user)
-    if lock is not None:
+    if mfa_guard.lock_of(row.user) is not None:
         return _render(row, form, "challenge", 429)
     if not form.validate_on_submit():
         return _render(row, form, "challenge", 422)
-    factor = row.user.default_factor
+    factor = _factor(row)
     code = totp.normalise_code(form.code.data)
-    if (
-        factor is not None
-        and factors.consume_totp(factor, code)
-        and sessions.promote(row, method=factor.kind)
-    ):
+    if factor is None:
+        ok = False
+    elif factor.kind == TOTP:
+        ok = factors.consume_totp(factor, code)
+    else:
+        ok = codes.verify(
+            row.user_id,
+            purpose=PURPOSE_SIGN_IN,
+            target=factor.target or "",
+            session_id=row.id,
+            code=code,
+        )
+    if ok and factor is not None and sessions.promote(row, method=factor.kind):
         return _signed_in(row, factor.kind, bool(form.remember.data))
-    return _failed(row, form, "challenge", factor.kind if factor else "none", WRONG_CODE)
+    message = WRONG_CODE[TOTP] if factor is None or factor.kind == TOTP else WRONG_CODE["sent"]
+    return _failed(row, factor, form, "challenge", message)
+
+
+@bp.post("/challenge/method")
+def challenge_method() -> ResponseReturnValue:
+    """Switch to another of the user's factors that the policy allows; anything else is
+    refused (SEC-2: no downgrade by editing the request)."""
+    row = _pending_challenge()
+    if row is None:
+        return _back_to_sign_in()
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    wanted = request.form.get("method", "")
+    usable = {f.kind: f for f in signin.usable_factors(row.user, policy.current())}
+    if wanted not in usable:
+        audit.record("mfa.method_refused", subject=row.user, method=wanted[:16])
+        db.session.commit()
+        abort(403)
+    sessions.choose_method(row, wanted)
+    audit.record("mfa.method_switched", subject=row.user, method=wanted)
+    db.session.commit()
+    if wanted in CODE_CHANNELS:
+        deliver_sign_in_code(row, usable[wanted])
+    return redirect_to(url_for("mfa.challenge"))
+
+
+@bp.post("/challenge/resend")
+def challenge_resend() -> ResponseReturnValue:
+    """Send a new email or SMS code (the old one stops working)."""
+    row = _pending_challenge()
+    if row is None:
+        return _back_to_sign_in()
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    factor = _factor(row)
+    if factor is None or factor.kind not in CODE_CHANNELS:
+        abort(403)
+    deliver_sign_in_code(row, factor)
+    return redirect_to(url_for("mfa.challenge"))
 
 
 @bp.get("/challenge/recovery")
 def recovery() -> ResponseReturnValue:
-    """Sign in with a recovery code instead of the app."""
+    """Sign in with a recovery code instead."""
     row = _pending_challenge()
     if row is None:
         return _back_to_sign_in()
@@ -151,4 +238,4 @@ def recovery_post() -> ResponseReturnValue:
     if recovery_codes.use(user.id, form.code.data) and sessions.promote(row, method="recovery"):
         notify.recovery_code_used(user, recovery_codes.remaining(user.id))
         return _signed_in(row, "recovery", remember_device=False)
-    return _failed(row, form, "recovery", "recovery", WRONG_RECOVERY)
+    return _failed(row, None, form, "recovery", WRONG_RECOVERY)

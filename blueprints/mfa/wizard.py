@@ -27,12 +27,23 @@ from wtforms import SelectChoice
 
 from blueprints.htmx import go_to, redirect_to, render
 from blueprints.mfa import bp
-from blueprints.mfa.forms import ChooseMethodForm, CodeForm, ConfirmForm, RememberForm
+from blueprints.mfa.forms import (
+    ChooseMethodForm,
+    CodeForm,
+    ConfirmEmailForm,
+    ConfirmForm,
+    MobileNumberForm,
+    RememberForm,
+)
 from models import ClinicPolicy, MfaSetup, User, UserSession, db
-from models.factors import TOTP
+from models.codes import PURPOSE_SETUP
+from models.factors import EMAIL, TOTP
 from models.sessions import ACTIVE, STEP_SETUP
-from services import audit, devices, enrolment, notify, policy, qr, recovery, sessions, totp
-from services.policy import METHOD_LABELS
+from services import audit, codes, devices, enrolment, notify, policy, qr, recovery, sessions, totp
+from services.mail import DeliveryError
+from services.policy import METHOD_LABELS, methods_for
+from services.sms import mask_number
+from services.users import UserInputError, normalise_mobile
 
 RECOMMENDED_APPS = ("Microsoft Authenticator", "Google Authenticator", "Authy")
 
@@ -61,9 +72,10 @@ def _visitor() -> Visitor | None:
 
 def _steps(visitor: Visitor, setup: MfaSetup | None) -> list[str]:
     """The steps this person will walk, for "Step n of m"."""
-    steps = ["choose", "scan", "code"]
+    first = "scan" if setup is None or setup.kind == TOTP else "confirm"
+    steps = ["choose", first, "code"]
     shows_codes = bool(setup and setup.recovery_codes_encrypted) or (
-        (setup is None or setup.stage == enrolment.SCAN)
+        (setup is None or setup.stage in (enrolment.SCAN, enrolment.CONFIRM, enrolment.CODE))
         and recovery.remaining(visitor.user.id) == 0
     )
     if shows_codes:
@@ -74,17 +86,25 @@ def _steps(visitor: Visitor, setup: MfaSetup | None) -> list[str]:
 
 
 def _page(
-    visitor: Visitor, setup: MfaSetup | None, step: str, status: int = 200, **ctx
+    visitor: Visitor,
+    setup: MfaSetup | None,
+    step: str,
+    status: int = 200,
+    *,
+    template: str | None = None,
+    **ctx,
 ) -> Response:
+    """Render a step; ``step`` names it for "Step n of m", ``template`` picks its partial."""
     steps = _steps(visitor, setup)
+    partial = f"mfa/_step_{template or step}.html"
     return render(
         "mfa/setup.html",
-        f"mfa/_step_{step}.html",
+        partial,
         status,
         step=step,
         step_number=steps.index(step) + 1 if step in steps else len(steps),
         step_count=len(steps),
-        step_template=f"mfa/_step_{step}.html",
+        step_template=partial,
         visitor=visitor,
         setup=setup,
         support=visitor.policy.support_contact,
@@ -94,6 +114,8 @@ def _page(
 
 STAGE_URLS = {
     enrolment.SCAN: "mfa.setup_scan",
+    enrolment.CONFIRM: "mfa.setup_contact",
+    enrolment.CODE: "mfa.setup_contact_code",
     enrolment.RECOVERY: "mfa.setup_recovery",
     enrolment.REMEMBER: "mfa.setup_remember",
     enrolment.DONE: "mfa.setup_done",
@@ -101,23 +123,28 @@ STAGE_URLS = {
 
 
 def _where_to(setup: MfaSetup | None) -> str:
-    return url_for(STAGE_URLS[setup.stage]) if setup else url_for("mfa.setup")
+    if setup is None:
+        return url_for("mfa.setup")
+    if setup.stage in (enrolment.CONFIRM, enrolment.CODE):
+        return url_for(STAGE_URLS[setup.stage], kind=setup.kind)
+    return url_for(STAGE_URLS[setup.stage])
 
 
-def _load(*stages: str) -> tuple[Visitor, MfaSetup] | ResponseReturnValue:
-    """The visitor and their setup if it is at one of ``stages``; else where they belong."""
+def _load(*stages: str, kind: str | None = None) -> tuple[Visitor, MfaSetup] | ResponseReturnValue:
+    """The visitor and their setup if it is at one of ``stages`` (and of ``kind``); else a
+    redirect to where they belong."""
     visitor = _visitor()
     if visitor is None:
         flash("Please sign in to continue.", "info")
         return redirect_to(url_for("auth.sign_in"))
     setup = enrolment.current(visitor.user.id)
-    if setup is None or setup.stage not in stages:
+    if setup is None or setup.stage not in stages or (kind and setup.kind != kind):
         return redirect_to(_where_to(setup))
     return visitor, setup
 
 
 def _allowed_methods(visitor: Visitor) -> list[SelectChoice]:
-    return [SelectChoice(m, METHOD_LABELS[m]) for m in visitor.policy.methods if m in METHOD_LABELS]
+    return [SelectChoice(m, METHOD_LABELS[m]) for m in methods_for(visitor.user, visitor.policy)]
 
 
 @bp.get("/setup")
@@ -145,12 +172,12 @@ def setup_post() -> ResponseReturnValue:
     form.method.choices = _allowed_methods(visitor)
     if not form.validate_on_submit():
         return _page(visitor, None, "choose", 422, form=form, apps=RECOMMENDED_APPS)
-    enrolment.begin(visitor.user, form.method.data)
+    setup = enrolment.begin(visitor.user, form.method.data)
     audit.record(
         "mfa.setup_started", actor=visitor.user, subject=visitor.user, method=form.method.data
     )
     db.session.commit()
-    return go_to(url_for("mfa.setup_scan"), target="#wizard")
+    return go_to(_where_to(setup), target="#wizard")
 
 
 @bp.post("/setup/decline")
@@ -221,20 +248,172 @@ def setup_code_post() -> ResponseReturnValue:
             "That code did not work. Check the app shows your clinic, then enter the newest code."
         ]
         return _page(visitor, setup, "code", 422, form=form)
-    audit.record("mfa.factor_added", actor=user, subject=user, method=TOTP)
+    return _enrolled(visitor, setup)
+
+
+def _enrolled(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
+    """After a factor is proved: audit, complete a pending sign-in, tell the user, go on."""
+    user = visitor.user
+    audit.record("mfa.factor_added", actor=user, subject=user, method=setup.kind)
     was_pending = visitor.pending
     if was_pending:
-        if not sessions.promote(visitor.row, method=TOTP):
+        if not sessions.promote(visitor.row, method=setup.kind):
             db.session.rollback()
             flash("That took too long. Please enter your password again.", "info")
             return redirect_to(url_for("auth.sign_in"))
-        audit.record("sign_in.succeeded", actor=user, subject=user, method=TOTP)
+        audit.record("sign_in.succeeded", actor=user, subject=user, method=setup.kind)
     db.session.commit()
     if was_pending:
         login_user(user)
-    notify.factor_added(user, METHOD_LABELS[TOTP])
+    notify.factor_added(user, METHOD_LABELS[setup.kind])
     db.session.commit()
     return go_to(_where_to(setup), target="#wizard")
+
+
+CONTACT_KINDS = "<any(email, sms):kind>"
+
+
+def _contact_page(visitor: Visitor, setup: MfaSetup, status: int = 200, **ctx) -> Response:
+    user = visitor.user
+    if setup.kind == EMAIL:
+        ctx.setdefault("form", ConfirmEmailForm())
+    else:
+        ctx.setdefault("form", MobileNumberForm())
+        ctx.setdefault(
+            "profile_number", mask_number(user.mobile_number) if user.mobile_number else None
+        )
+    return _page(visitor, setup, "confirm", status, template=f"confirm_{setup.kind}", **ctx)
+
+
+def _send_setup_code(visitor: Visitor, setup: MfaSetup, target: str) -> str | None:
+    """Send the confirming code; the error to show if it could not go."""
+    try:
+        codes.send_code(visitor.user, channel=setup.kind, target=target, purpose=PURPOSE_SETUP)
+    except codes.SendRefused as refused:
+        return refused.message
+    except DeliveryError:
+        what = "the email" if setup.kind == EMAIL else "the text message"
+        return (
+            f"We could not send {what} just now. Try again in a minute, or go back and choose "
+            "another method."
+        )
+    return None
+
+
+@bp.get(f"/setup/{CONTACT_KINDS}")
+def setup_contact(kind: str) -> ResponseReturnValue:
+    """Step 2 for email or SMS: confirm the address (typed again) or the mobile number."""
+    loaded = _load(enrolment.CONFIRM, enrolment.CODE, kind=kind)
+    if not isinstance(loaded, tuple):
+        return loaded
+    visitor, setup = loaded
+    return _contact_page(visitor, setup)
+
+
+@bp.post(f"/setup/{CONTACT_KINDS}")
+def setup_contact_post(kind: str) -> ResponseReturnValue:
+    """Check the address or number, then send a code to it. Cases: not the profile's
+    address, or not a mobile number (422); send limits (429); mail or SMS gateway down (503,
+    nothing saved, other ways offered); sent (on to the code step)."""
+    loaded = _load(enrolment.CONFIRM, enrolment.CODE, kind=kind)
+    if not isinstance(loaded, tuple):
+        return loaded
+    visitor, setup = loaded
+    user = visitor.user
+    form = ConfirmEmailForm() if kind == EMAIL else MobileNumberForm()
+    if not form.validate_on_submit():
+        return _contact_page(visitor, setup, 422, form=form)
+    if kind == EMAIL:
+        typed = (form.email.data or "").strip().lower()
+        if typed != user.email:
+            form.email.errors = [
+                "That is not the email address on your account. Check it and try again."
+            ]
+            return _contact_page(visitor, setup, 422, form=form)
+        target = user.email
+    else:
+        raw = (form.number.data or "").strip()
+        try:
+            target = normalise_mobile(raw) if raw else (user.mobile_number or "")
+        except UserInputError as exc:
+            form.number.errors = [str(exc)]
+            return _contact_page(visitor, setup, 422, form=form)
+        if not target:
+            form.number.errors = ["Enter your mobile number."]
+            return _contact_page(visitor, setup, 422, form=form)
+    problem = _send_setup_code(visitor, setup, target)
+    if problem:
+        status = 429 if "wait" in problem or "Too many" in problem else 503
+        return _contact_page(visitor, setup, status, form=form, error=problem)
+    enrolment.code_sent(setup, target)
+    db.session.commit()
+    return go_to(url_for("mfa.setup_contact_code", kind=kind), target="#wizard")
+
+
+@bp.get(f"/setup/{CONTACT_KINDS}/code")
+def setup_contact_code(kind: str) -> ResponseReturnValue:
+    """Step 3 for email or SMS: enter the code that was sent."""
+    loaded = _load(enrolment.CODE, kind=kind)
+    if not isinstance(loaded, tuple):
+        return loaded
+    visitor, setup = loaded
+    return _code_page(visitor, setup, form=CodeForm())
+
+
+def _code_page(visitor: Visitor, setup: MfaSetup, status: int = 200, **ctx) -> Response:
+    return _page(
+        visitor,
+        setup,
+        "code",
+        status,
+        template="contact_code",
+        sent_to=codes.shown_as(setup.kind, setup.target or ""),
+        resend_in=codes.seconds_until_resend(visitor.user.id),
+        resend_form=ConfirmForm(),
+        **ctx,
+    )
+
+
+@bp.post(f"/setup/{CONTACT_KINDS}/code")
+def setup_contact_code_post(kind: str) -> ResponseReturnValue:
+    """Check the code sent to the address or number; wrong ones use up the code's tries."""
+    loaded = _load(enrolment.CODE, kind=kind)
+    if not isinstance(loaded, tuple):
+        return loaded
+    visitor, setup = loaded
+    form = CodeForm()
+    if not form.validate_on_submit():
+        return _code_page(visitor, setup, 422, form=form)
+    user = visitor.user
+    code = totp.normalise_code(form.code.data)
+    if not enrolment.confirm_code(
+        setup, user, code, remember_offered=visitor.policy.remember_days > 0
+    ):
+        db.session.rollback()
+        codes.count_wrong_try(
+            user.id, purpose=PURPOSE_SETUP, target=setup.target or "", session_id=None
+        )
+        audit.record("mfa.setup_code_failed", actor=user, subject=user, method=kind)
+        db.session.commit()
+        form.code.errors = ["That code did not work. Check the newest message, or send a new code."]
+        return _code_page(visitor, setup, 422, form=form)
+    return _enrolled(visitor, setup)
+
+
+@bp.post(f"/setup/{CONTACT_KINDS}/resend")
+def setup_contact_resend(kind: str) -> ResponseReturnValue:
+    """Send a new code to the same address or number; the old code stops working."""
+    loaded = _load(enrolment.CODE, kind=kind)
+    if not isinstance(loaded, tuple):
+        return loaded
+    visitor, setup = loaded
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    problem = _send_setup_code(visitor, setup, setup.target or "")
+    if problem:
+        status = 429 if "wait" in problem or "Too many" in problem else 503
+        return _code_page(visitor, setup, status, form=CodeForm(), error=problem)
+    return go_to(url_for("mfa.setup_contact_code", kind=kind), target="#wizard")
 
 
 @bp.get("/setup/recovery-codes")
@@ -244,11 +423,11 @@ def setup_recovery() -> ResponseReturnValue:
     if not isinstance(loaded, tuple):
         return loaded
     visitor, setup = loaded
-    codes = enrolment.recovery_codes(setup)
-    if not codes:
+    shown = enrolment.recovery_codes(setup)
+    if not shown:
         return redirect_to(_where_to(setup))
     return _page(
-        visitor, setup, "recovery", form=ConfirmForm(), codes=[recovery.display(c) for c in codes]
+        visitor, setup, "recovery", form=ConfirmForm(), codes=[recovery.display(c) for c in shown]
     )
 
 

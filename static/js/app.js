@@ -25,6 +25,23 @@
     }
   });
 
+  // "You can ask for a new code in N seconds": count down once a second. htmx swaps in the
+  // button itself when the wait is over; this only keeps the number honest meanwhile.
+  function startCountdowns(root) {
+    root.querySelectorAll("[data-countdown]").forEach(function (el) {
+      if (el.dataset.counting) { return; }
+      el.dataset.counting = "1";
+      var left = parseInt(el.getAttribute("data-countdown"), 10) || 0;
+      var timer = window.setInterval(function () {
+        left = Math.max(0, left - 1);
+        el.textContent = String(left);
+        if (left === 0 || !el.isConnected) { window.clearInterval(timer); }
+      }, 1000);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { startCountdowns(document); });
+  document.addEventListener("htmx:load", function (event) { startCountdowns(event.detail.elt); });
+
   // The recovery-codes print page: a button instead of asking people to find the menu.
   document.addEventListener("click", function (event) {
     if (event.target.closest && event.target.closest("[data-print]")) {

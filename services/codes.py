@@ -1,0 +1,220 @@
+"""Email and SMS one-time codes (FAC-2 to FAC-4).
+
+Six random digits, valid for the policy's minutes (5, at most 10), five wrong tries per code,
+single use, a new code voids the old one, a resend only after 60 seconds, at most five sends an
+hour per user and per number. Stored only as a keyed hash; the code itself exists in memory
+just long enough to be delivered, and is never logged.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app, render_template
+from sqlalchemy import delete, func, select, update
+
+from models import OneTimeCode, User, db
+from models.factors import EMAIL, SMS
+from models.types import utcnow
+from services import audit, policy
+from services.crypto import keyed_hash
+from services.mail import DeliveryError, send
+from services.sms import mask_number, send_sms
+
+DIGITS = 6
+
+
+class SendRefused(Exception):
+    """A send the limits do not allow; ``message`` is for the person, ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Sent:
+    channel: str
+    shown_as: str  # the masked address or number, for "We sent a code to ..."
+    expires_in_minutes: int
+
+
+def mask_email(address: str) -> str:
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}{'*' * max(3, len(local) - 1)}@{domain}"
+
+
+def shown_as(channel: str, target: str) -> str:
+    return mask_number(target) if channel == SMS else mask_email(target)
+
+
+def _hash(user_id: int, purpose: str, target: str, code: str) -> bytes:
+    return keyed_hash(f"otc:{user_id}:{purpose}:{target}:{code}")
+
+
+def _active(user_id: int, purpose: str, target: str, session_id: int | None, now: datetime):
+    """The WHERE clause of the one code that can still be used."""
+    conditions = [
+        OneTimeCode.user_id == user_id,
+        OneTimeCode.purpose == purpose,
+        OneTimeCode.target == target,
+        OneTimeCode.used_at.is_(None),
+        OneTimeCode.voided_at.is_(None),
+        OneTimeCode.expires_at > now,
+        OneTimeCode.wrong_tries < current_app.config["MFA_CODE_WRONG_TRIES"],
+    ]
+    if session_id is not None:
+        conditions.append(OneTimeCode.session_id == session_id)
+    return conditions
+
+
+def seconds_until_resend(user_id: int) -> int:
+    last = db.session.scalar(
+        select(func.max(OneTimeCode.created_at)).where(OneTimeCode.user_id == user_id)
+    )
+    if last is None:
+        return 0
+    wait = last + current_app.config["MFA_CODE_RESEND_AFTER"] - utcnow()
+    return max(0, int(wait.total_seconds() + 0.999))
+
+
+def _check_limits(user: User, target: str, now: datetime) -> None:
+    cfg = current_app.config
+    wait = seconds_until_resend(user.id)
+    if wait:
+        raise SendRefused(f"Please wait {wait} seconds before asking for another code.", wait)
+    hour_ago = now - timedelta(hours=1)
+    per_user = db.session.scalar(
+        select(func.count(OneTimeCode.id)).where(
+            OneTimeCode.user_id == user.id, OneTimeCode.created_at > hour_ago
+        )
+    )
+    per_target = db.session.scalar(
+        select(func.count(OneTimeCode.id)).where(
+            OneTimeCode.target == target, OneTimeCode.created_at > hour_ago
+        )
+    )
+    if max(per_user or 0, per_target or 0) >= cfg["MFA_CODE_SENDS_PER_HOUR"]:
+        oldest = db.session.scalar(
+            select(func.min(OneTimeCode.created_at)).where(
+                (OneTimeCode.user_id == user.id) | (OneTimeCode.target == target),
+                OneTimeCode.created_at > hour_ago,
+            )
+        )
+        retry = int(((oldest or now) + timedelta(hours=1) - now).total_seconds()) + 1
+        raise SendRefused(
+            "Too many codes were sent in the last hour. Use another way to sign in, or try "
+            f"again in {max(1, retry // 60)} minutes.",
+            retry,
+        )
+
+
+def send_code(
+    user: User, *, channel: str, target: str, purpose: str, session_id: int | None = None
+) -> Sent:
+    """Make, store and deliver a new code. Raises SendRefused (limits) or DeliveryError.
+
+    The user's row is locked while the limits are checked, so two racing requests cannot both
+    squeeze under them. The row is committed before delivery (a slow mail server must not hold
+    the lock) and deleted again if delivery fails, so a failure leaves nothing behind.
+    """
+    now = utcnow()
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    _check_limits(user, target, now)
+    minutes = policy.current().code_valid_minutes
+    code = f"{secrets.randbelow(10**DIGITS):0{DIGITS}d}"
+    db.session.execute(
+        update(OneTimeCode)
+        .where(
+            OneTimeCode.user_id == user.id,
+            OneTimeCode.purpose == purpose,
+            OneTimeCode.used_at.is_(None),
+            OneTimeCode.voided_at.is_(None),
+        )
+        .values(voided_at=now)
+    )
+    row = OneTimeCode(
+        user_id=user.id,
+        session_id=session_id,
+        purpose=purpose,
+        channel=channel,
+        target=target,
+        code_hash=_hash(user.id, purpose, target, code),
+        created_at=now,
+        expires_at=now + timedelta(minutes=minutes),
+    )
+    db.session.add(row)
+    db.session.commit()
+    try:
+        _deliver(user, channel, target, purpose, code, minutes)
+    except DeliveryError as exc:
+        db.session.execute(delete(OneTimeCode).where(OneTimeCode.id == row.id))
+        audit.record(
+            "mfa.code_delivery_failed", subject=user, channel=channel, error=str(exc)[:200]
+        )
+        db.session.commit()
+        raise
+    audit.record("mfa.code_sent", subject=user, channel=channel, purpose=purpose)
+    db.session.commit()
+    return Sent(channel=channel, shown_as=shown_as(channel, target), expires_in_minutes=minutes)
+
+
+def _deliver(user: User, channel: str, target: str, purpose: str, code: str, minutes: int) -> None:
+    clinic = current_app.config["MFA_CLINIC_NAME"]
+    if channel == EMAIL:
+        subject = (
+            f"Your {clinic} sign-in code"
+            if purpose == "sign_in"
+            else f"Confirm your email for {clinic}"
+        )
+        send(
+            target,
+            subject,
+            "code",
+            user=user,
+            code=code,
+            minutes=minutes,
+            purpose=purpose,
+            clinic=clinic,
+            support=policy.current().support_contact,
+        )
+    elif channel == SMS:
+        send_sms(
+            target,
+            render_template("sms/code.txt", code=code, minutes=minutes, clinic=clinic).strip(),
+        )
+    else:  # pragma: no cover - guarded by the callers
+        raise DeliveryError(f"unknown channel {channel}")
+
+
+def verify(
+    user_id: int, *, purpose: str, target: str, session_id: int | None, code: str | None
+) -> bool:
+    """Spend the code if it is the current, unexpired, unused one. The conditional UPDATE
+    makes it single-use: of many racing requests with the right code exactly one wins."""
+    if code is None:
+        return False
+    now = utcnow()
+    result = db.session.execute(
+        update(OneTimeCode)
+        .where(
+            *_active(user_id, purpose, target, session_id, now),
+            OneTimeCode.code_hash == _hash(user_id, purpose, target, code),
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def count_wrong_try(user_id: int, *, purpose: str, target: str, session_id: int | None) -> None:
+    """A wrong code uses up one of the current code's tries; five and it is dead."""
+    db.session.execute(
+        update(OneTimeCode)
+        .where(*_active(user_id, purpose, target, session_id, utcnow()))
+        .values(wrong_tries=OneTimeCode.wrong_tries + 1)
+        .execution_options(synchronize_session=False)
+    )
