@@ -71,9 +71,19 @@ def _active(user_id: int, purpose: str, target: str, session_id: int | None, now
     return conditions
 
 
-def seconds_until_resend(user_id: int) -> int:
+def seconds_until_resend(user_id: int, purpose: str, session_id: int | None = None) -> int:
+    """Seconds before another code may be sent for the same sign-in (or the same setup).
+
+    A new sign-in gets its code at once; the hourly caps still bound how many go out.
+    """
     last = db.session.scalar(
-        select(func.max(OneTimeCode.created_at)).where(OneTimeCode.user_id == user_id)
+        select(func.max(OneTimeCode.created_at)).where(
+            OneTimeCode.user_id == user_id,
+            OneTimeCode.purpose == purpose,
+            OneTimeCode.session_id == session_id
+            if session_id is not None
+            else OneTimeCode.session_id.is_(None),
+        )
     )
     if last is None:
         return 0
@@ -81,9 +91,11 @@ def seconds_until_resend(user_id: int) -> int:
     return max(0, int(wait.total_seconds() + 0.999))
 
 
-def _check_limits(user: User, target: str, now: datetime) -> None:
+def _check_limits(
+    user: User, target: str, purpose: str, session_id: int | None, now: datetime
+) -> None:
     cfg = current_app.config
-    wait = seconds_until_resend(user.id)
+    wait = seconds_until_resend(user.id, purpose, session_id)
     if wait:
         raise SendRefused(f"Please wait {wait} seconds before asking for another code.", wait)
     hour_ago = now - timedelta(hours=1)
@@ -123,7 +135,7 @@ def send_code(
     """
     now = utcnow()
     db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
-    _check_limits(user, target, now)
+    _check_limits(user, target, purpose, session_id, now)
     minutes = policy.current().code_valid_minutes
     code = f"{secrets.randbelow(10**DIGITS):0{DIGITS}d}"
     db.session.execute(

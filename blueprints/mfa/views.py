@@ -79,7 +79,7 @@ def _render(row: UserSession, form, template: str, status: int = 200, **ctx) -> 
         user=row.user,
         factor=factor,
         sent_to=codes.shown_as(factor.kind, factor.target) if factor and factor.target else None,
-        resend_in=codes.seconds_until_resend(row.user_id)
+        resend_in=codes.seconds_until_resend(row.user_id, PURPOSE_SIGN_IN, row.id)
         if factor and factor.kind in CODE_CHANNELS
         else 0,
         other_ways=[

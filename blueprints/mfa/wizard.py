@@ -368,7 +368,7 @@ def _code_page(visitor: Visitor, setup: MfaSetup, status: int = 200, **ctx) -> R
         status,
         template="contact_code",
         sent_to=codes.shown_as(setup.kind, setup.target or ""),
-        resend_in=codes.seconds_until_resend(visitor.user.id),
+        resend_in=codes.seconds_until_resend(visitor.user.id, PURPOSE_SETUP),
         resend_form=ConfirmForm(),
         **ctx,
     )

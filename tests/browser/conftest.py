@@ -63,7 +63,7 @@ def live_database(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def live_server(live_database) -> Iterator[LiveServer]:
+def live_server(live_database, smtp_server, sms_server) -> Iterator[LiveServer]:
     from app import create_app
     from models import db
 
