@@ -10,7 +10,9 @@ After the code is proved, a pending sign-in becomes a signed-in session under a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 
 from flask import (
     Response,
@@ -143,6 +145,25 @@ def _load(*stages: str, kind: str | None = None) -> tuple[Visitor, MfaSetup] | R
     return visitor, setup
 
 
+def at_stage(
+    *stages: str,
+) -> Callable[[Callable[..., ResponseReturnValue]], Callable[..., ResponseReturnValue]]:
+    """Open a step only while the setup is at one of ``stages`` (and of the URL's ``kind``);
+    otherwise send the visitor to where they belong. The view gets (visitor, setup, ...)."""
+
+    def decorate(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+        @wraps(view)
+        def step(**kwargs: str) -> ResponseReturnValue:
+            loaded = _load(*stages, kind=kwargs.get("kind"))
+            if not isinstance(loaded, tuple):
+                return loaded
+            return view(*loaded, **kwargs)
+
+        return step
+
+    return decorate
+
+
 def _allowed_methods(visitor: Visitor) -> list[SelectChoice]:
     return [SelectChoice(m, METHOD_LABELS[m]) for m in methods_for(visitor.user, visitor.policy)]
 
@@ -196,12 +217,9 @@ def setup_decline() -> ResponseReturnValue:
 
 
 @bp.get("/setup/app")
-def setup_scan() -> ResponseReturnValue:
+@at_stage(enrolment.SCAN)
+def setup_scan(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """Step 2: the QR code, and the key in groups of four for typing by hand."""
-    loaded = _load(enrolment.SCAN)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     secret = enrolment.secret_of(setup)
     issuer = current_app.config["MFA_CLINIC_NAME"]
     uri = totp.provisioning_uri(secret, visitor.user.email, issuer)
@@ -216,23 +234,17 @@ def setup_scan() -> ResponseReturnValue:
 
 
 @bp.get("/setup/app/code")
-def setup_code() -> ResponseReturnValue:
+@at_stage(enrolment.SCAN)
+def setup_code(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """Step 3: enter the code the app shows."""
-    loaded = _load(enrolment.SCAN)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     return _page(visitor, setup, "code", form=CodeForm())
 
 
 @bp.post("/setup/app/code")
-def setup_code_post() -> ResponseReturnValue:
+@at_stage(enrolment.SCAN)
+def setup_code_post(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """Check the code against the secret being set up. Wrong: same step, same secret (422).
     Right: the factor is enrolled, recovery codes made, and a pending sign-in completed."""
-    loaded = _load(enrolment.SCAN)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     form = CodeForm()
     if not form.validate_on_submit():
         return _page(visitor, setup, "code", 422, form=form)
@@ -301,24 +313,18 @@ def _send_setup_code(visitor: Visitor, setup: MfaSetup, target: str) -> str | No
 
 
 @bp.get(f"/setup/{CONTACT_KINDS}")
-def setup_contact(kind: str) -> ResponseReturnValue:
+@at_stage(enrolment.CONFIRM, enrolment.CODE)
+def setup_contact(visitor: Visitor, setup: MfaSetup, kind: str) -> ResponseReturnValue:
     """Step 2 for email or SMS: confirm the address (typed again) or the mobile number."""
-    loaded = _load(enrolment.CONFIRM, enrolment.CODE, kind=kind)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     return _contact_page(visitor, setup)
 
 
 @bp.post(f"/setup/{CONTACT_KINDS}")
-def setup_contact_post(kind: str) -> ResponseReturnValue:
+@at_stage(enrolment.CONFIRM, enrolment.CODE)
+def setup_contact_post(visitor: Visitor, setup: MfaSetup, kind: str) -> ResponseReturnValue:
     """Check the address or number, then send a code to it. Cases: not the profile's
     address, or not a mobile number (422); send limits (429); mail or SMS gateway down (503,
     nothing saved, other ways offered); sent (on to the code step)."""
-    loaded = _load(enrolment.CONFIRM, enrolment.CODE, kind=kind)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     user = visitor.user
     form = ConfirmEmailForm() if kind == EMAIL else MobileNumberForm()
     if not form.validate_on_submit():
@@ -351,12 +357,9 @@ def setup_contact_post(kind: str) -> ResponseReturnValue:
 
 
 @bp.get(f"/setup/{CONTACT_KINDS}/code")
-def setup_contact_code(kind: str) -> ResponseReturnValue:
+@at_stage(enrolment.CODE)
+def setup_contact_code(visitor: Visitor, setup: MfaSetup, kind: str) -> ResponseReturnValue:
     """Step 3 for email or SMS: enter the code that was sent."""
-    loaded = _load(enrolment.CODE, kind=kind)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     return _code_page(visitor, setup, form=CodeForm())
 
 
@@ -375,12 +378,9 @@ def _code_page(visitor: Visitor, setup: MfaSetup, status: int = 200, **ctx) -> R
 
 
 @bp.post(f"/setup/{CONTACT_KINDS}/code")
-def setup_contact_code_post(kind: str) -> ResponseReturnValue:
+@at_stage(enrolment.CODE)
+def setup_contact_code_post(visitor: Visitor, setup: MfaSetup, kind: str) -> ResponseReturnValue:
     """Check the code sent to the address or number; wrong ones use up the code's tries."""
-    loaded = _load(enrolment.CODE, kind=kind)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     form = CodeForm()
     if not form.validate_on_submit():
         return _code_page(visitor, setup, 422, form=form)
@@ -401,12 +401,9 @@ def setup_contact_code_post(kind: str) -> ResponseReturnValue:
 
 
 @bp.post(f"/setup/{CONTACT_KINDS}/resend")
-def setup_contact_resend(kind: str) -> ResponseReturnValue:
+@at_stage(enrolment.CODE)
+def setup_contact_resend(visitor: Visitor, setup: MfaSetup, kind: str) -> ResponseReturnValue:
     """Send a new code to the same address or number; the old code stops working."""
-    loaded = _load(enrolment.CODE, kind=kind)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     if not ConfirmForm().validate_on_submit():
         abort(400)
     problem = _send_setup_code(visitor, setup, setup.target or "")
@@ -417,12 +414,9 @@ def setup_contact_resend(kind: str) -> ResponseReturnValue:
 
 
 @bp.get("/setup/recovery-codes")
-def setup_recovery() -> ResponseReturnValue:
+@at_stage(enrolment.RECOVERY, enrolment.REMEMBER)
+def setup_recovery(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """Step 4: the recovery codes, shown once, with download and print."""
-    loaded = _load(enrolment.RECOVERY, enrolment.REMEMBER)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     shown = enrolment.recovery_codes(setup)
     if not shown:
         return redirect_to(_where_to(setup))
@@ -432,12 +426,9 @@ def setup_recovery() -> ResponseReturnValue:
 
 
 @bp.get("/setup/recovery-codes.txt")
-def setup_recovery_download() -> ResponseReturnValue:
+@at_stage(enrolment.RECOVERY, enrolment.REMEMBER)
+def setup_recovery_download(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """The recovery codes as a text file to save."""
-    loaded = _load(enrolment.RECOVERY, enrolment.REMEMBER)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     body = render_template(
         "mfa/recovery_codes.txt",
         codes=[recovery.display(c) for c in enrolment.recovery_codes(setup)],
@@ -450,12 +441,9 @@ def setup_recovery_download() -> ResponseReturnValue:
 
 
 @bp.get("/setup/recovery-codes/print")
-def setup_recovery_print() -> ResponseReturnValue:
+@at_stage(enrolment.RECOVERY, enrolment.REMEMBER)
+def setup_recovery_print(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """A page with just the codes, laid out for paper."""
-    loaded = _load(enrolment.RECOVERY, enrolment.REMEMBER)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     return render_template(
         "mfa/recovery_print.html",
         codes=[recovery.display(c) for c in enrolment.recovery_codes(setup)],
@@ -464,12 +452,9 @@ def setup_recovery_print() -> ResponseReturnValue:
 
 
 @bp.post("/setup/recovery-codes")
-def setup_recovery_post() -> ResponseReturnValue:
+@at_stage(enrolment.RECOVERY, enrolment.REMEMBER)
+def setup_recovery_post(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """ "I have saved my codes": on to remembering the device, or done."""
-    loaded = _load(enrolment.RECOVERY, enrolment.REMEMBER)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     target = enrolment.REMEMBER if visitor.policy.remember_days > 0 else enrolment.DONE
     if setup.stage == enrolment.RECOVERY:
         enrolment.move(setup, from_stage=enrolment.RECOVERY, to_stage=target)
@@ -478,22 +463,16 @@ def setup_recovery_post() -> ResponseReturnValue:
 
 
 @bp.get("/setup/remember")
-def setup_remember() -> ResponseReturnValue:
+@at_stage(enrolment.REMEMBER)
+def setup_remember(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """Step 5: remember this device for the policy's number of days (not on shared computers)."""
-    loaded = _load(enrolment.REMEMBER)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     return _page(visitor, setup, "remember", form=RememberForm(), days=visitor.policy.remember_days)
 
 
 @bp.post("/setup/remember")
-def setup_remember_post() -> ResponseReturnValue:
+@at_stage(enrolment.REMEMBER)
+def setup_remember_post(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """Set the device cookie if asked, then done."""
-    loaded = _load(enrolment.REMEMBER)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     form = RememberForm()
     if not form.validate_on_submit():
         return _page(visitor, setup, "remember", 422, form=form, days=visitor.policy.remember_days)
@@ -509,22 +488,16 @@ def setup_remember_post() -> ResponseReturnValue:
 
 
 @bp.get("/setup/done")
-def setup_done() -> ResponseReturnValue:
+@at_stage(enrolment.DONE)
+def setup_done(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """The end: what happens at the next sign-in."""
-    loaded = _load(enrolment.DONE)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     return _page(visitor, setup, "done", form=ConfirmForm())
 
 
 @bp.post("/setup/done")
-def setup_done_post() -> ResponseReturnValue:
+@at_stage(enrolment.DONE)
+def setup_done_post(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """Forget the setup (and the only copy of the codes) and go on."""
-    loaded = _load(enrolment.DONE)
-    if not isinstance(loaded, tuple):
-        return loaded
-    visitor, setup = loaded
     enrolment.finish(setup)
     db.session.commit()
     return redirect_to(visitor.row.pending_next or url_for("home.index"))
