@@ -40,23 +40,26 @@ def _new_token() -> bytes:
     return token_hash(token)
 
 
-def start(user: User, *, method: str) -> UserSession:
-    """A signed-in session at once: no second factor owed (policy, or a remembered device)."""
-    now = utcnow()
+def _open(user: User, state: str, now: datetime, **fields: object) -> UserSession:
     row = UserSession(
         token_hash=_new_token(),
         user_id=user.id,
-        state=ACTIVE,
+        state=state,
         created_at=now,
-        signed_in_at=now,
         last_seen_at=now,
         ip=client_ip(),
         user_agent=user_agent(),
-        mfa_method=method,
+        **fields,
     )
     db.session.add(row)
     g.user_session = row
     return row
+
+
+def start(user: User, *, method: str) -> UserSession:
+    """A signed-in session at once: no second factor owed (policy, or a remembered device)."""
+    now = utcnow()
+    return _open(user, ACTIVE, now, signed_in_at=now, mfa_method=method)
 
 
 def start_pending(
@@ -69,14 +72,10 @@ def start_pending(
 ) -> UserSession:
     """The password passed; the second step is still owed. Expires after a few minutes."""
     now = utcnow()
-    row = UserSession(
-        token_hash=_new_token(),
-        user_id=user.id,
-        state=PENDING,
-        created_at=now,
-        last_seen_at=now,
-        ip=client_ip(),
-        user_agent=user_agent(),
+    return _open(
+        user,
+        PENDING,
+        now,
         pending_step=step,
         pending_expires_at=now + current_app.config["MFA_PENDING_SIGN_IN_FOR"],
         pending_next=next_url,
@@ -84,9 +83,6 @@ def start_pending(
         # While pending: the method being asked for; after sign-in: the one that was used.
         mfa_method=method,
     )
-    db.session.add(row)
-    g.user_session = row
-    return row
 
 
 def promote(row: UserSession, *, method: str) -> bool:
