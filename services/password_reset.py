@@ -227,10 +227,14 @@ def _deliver(outgoing: Outgoing, *, ip: str, agent: str) -> bool:
             db.session.execute(
                 delete(PasswordResetToken).where(PasswordResetToken.id == outgoing.token_id)
             )
-        row = audit.record(
-            "mail.failed", subject=user, template=outgoing.template, error=str(exc)[:200]
+        audit.record(
+            "mail.failed",
+            subject=user,
+            ip=ip,
+            agent=agent,
+            template=outgoing.template,
+            error=str(exc)[:200],
         )
-        row.ip, row.user_agent = ip, agent
         db.session.commit()
         return False
     return True
