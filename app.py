@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import Flask, Response, request
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -19,7 +18,6 @@ from services.mail import mail
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
-migrate = Migrate()
 
 # No inline script or style anywhere; htmx's own indicator styles are switched off in
 # base.html's htmx-config so this policy holds.
@@ -49,12 +47,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     with app.app_context():
         _tune_database(db.engine)
-    migrate.init_app(
-        app,
-        db,
-        directory=os.path.join(os.path.dirname(__file__), "migrations"),
-        render_as_batch=True,
-    )
+    if app.testing or os.environ.get("FLASK_RUN_FROM_CLI") == "true":
+        # Alembic costs a web worker ~11 MB and only `flask db ...` and the tests need it.
+        from flask_migrate import Migrate
+
+        Migrate(
+            app,
+            db,
+            directory=os.path.join(os.path.dirname(__file__), "migrations"),
+            render_as_batch=True,
+        )
     csrf.init_app(app)
     mail.init_app(app)
     _init_login(app)

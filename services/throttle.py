@@ -55,19 +55,28 @@ def _settings(key: str) -> tuple[int, int | None]:
     return cfg["MFA_PASSWORD_FREE_TRIES_PER_ACCOUNT"], cfg["MFA_PASSWORD_HARD_LOCK_AFTER"]
 
 
-def check(*keys: str) -> Block | None:
-    """The longest block among ``keys``, or None if a try is allowed now."""
+@dataclass(frozen=True)
+class Status:
+    """What ``check`` found: the block in force, if any, and which keys have a count."""
+
+    block: Block | None
+    counted: frozenset[str]
+
+
+def check(*keys: str) -> Status:
+    """The longest block among ``keys`` (None if a try is allowed now)."""
     now = utcnow()
     rows = db.session.scalars(select(SignInThrottle).where(SignInThrottle.key.in_(keys))).all()
+    counted = frozenset(row.key for row in rows)
     worst: Block | None = None
     for row in rows:
         _, hard = _settings(row.key)
         if hard is not None and row.failures >= hard:
-            return Block(until=None)
+            return Status(Block(until=None), counted)
         active = row.blocked_until is not None and row.blocked_until > now
         if active and (worst is None or (worst.until and row.blocked_until > worst.until)):
             worst = Block(until=row.blocked_until)
-    return worst
+    return Status(worst, counted)
 
 
 def _upsert(key: str, now: datetime) -> int:
@@ -105,5 +114,10 @@ def record_failure(*keys: str) -> None:
             )
 
 
-def reset(*keys: str) -> None:
-    db.session.execute(delete(SignInThrottle).where(SignInThrottle.key.in_(keys)))
+def reset(*keys: str, status: Status | None = None) -> None:
+    """Forget the counts of ``keys``; with the ``status`` of a check just made, only those
+    that have one (most sign-ins have none, and skip the write)."""
+    if status is not None:
+        keys = tuple(k for k in keys if k in status.counted)
+    if keys:
+        db.session.execute(delete(SignInThrottle).where(SignInThrottle.key.in_(keys)))

@@ -49,7 +49,8 @@ def sign_in_post() -> ResponseReturnValue:
         return _render_sign_in(form, 422)
     email = form.email.data or ""
     keys = (throttle.email_key(email), throttle.ip_key(client_ip()))
-    block = throttle.check(*keys)
+    status = throttle.check(*keys)
+    block = status.block
     if block is not None:
         audit.record("sign_in.throttled", ip_blocked=block.until is not None)
         db.session.commit()
@@ -76,7 +77,7 @@ def sign_in_post() -> ResponseReturnValue:
             form, 403, error="This account is switched off. Ask your clinic's administrator."
         )
 
-    throttle.reset(keys[0])
+    throttle.reset(keys[0], status=status)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     decision = signin.decide(user, policy.current())
