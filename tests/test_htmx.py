@@ -58,3 +58,24 @@ def test_error_pages_as_page_and_partial(client):
         assert page.status_code == partial.status_code == status
         assert "<html" in page.get_data(as_text=True)
         assert "<html" not in partial.get_data(as_text=True)
+
+
+def test_every_error_page_as_page_and_partial(app):
+    """400, 403, 404, 422, 429 and 500 render as pages and, for htmx, as partials."""
+    from flask import abort
+
+    @app.get("/boom/<int:code>")
+    def boom(code: int):
+        if code == 500:
+            raise RuntimeError("kaboom")
+        abort(code)
+
+    client = app.test_client()
+    for code in (400, 403, 404, 422, 429, 500):
+        page = client.get(f"/boom/{code}")
+        partial = client.get(f"/boom/{code}", headers={"HX-Request": "true"})
+        assert page.status_code == partial.status_code == code
+        assert "<html" in page.get_data(as_text=True)
+        body = partial.get_data(as_text=True)
+        assert "<html" not in body and f"Error {code}" in body and 'role="alert"' in body
+        assert "kaboom" not in page.get_data(as_text=True)
