@@ -414,3 +414,17 @@ def test_codes_are_never_stored_or_logged(app, client, auth, email_nurse, mailbo
         assert code not in dump
         assert auth.verify_totp(code).headers["Location"] == "/"
     assert all(code not in r.getMessage() for r in caplog.records)
+
+
+def test_wizard_resend_has_a_plain_button_without_javascript(client, auth, make_user, set_policy):
+    set_policy(mode="required", methods="totp,email")
+    make_user(NURSE)
+    with time_machine.travel(T0, tick=False):
+        auth.login()
+        auth.post("/mfa/setup", {"method": "email"})
+        auth.post("/mfa/setup/email", {"email": NURSE})
+        html = client.get("/mfa/setup/email/code").get_data(as_text=True)
+        assert 'data-countdown="60"' in html and "<noscript>" in html
+        assert "/mfa/setup/email/resend" in html
+        early = auth.post("/mfa/setup/email/resend", page="/mfa/setup/email/code")
+        assert early.status_code == 429 and "Please wait" in early.get_data(as_text=True)
