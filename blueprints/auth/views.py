@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, g, request, url_for
+from flask import flash, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
@@ -111,6 +111,5 @@ def sign_out() -> ResponseReturnValue:
         audit.record("sign_out", actor=row.user, subject=row.user, was=row.state)
     db.session.commit()
     logout_user()
-    g.pop("user_session", None)
     flash("You have signed out.", "info")
     return redirect_to(url_for("auth.sign_in"))

@@ -98,12 +98,12 @@ def _failed(
 ) -> ResponseReturnValue:
     """Count a wrong code (FAC-6); end the pending sign-in when its tries are used up."""
     db.session.rollback()  # nothing from the failed attempt may stick
-    method = factor.kind if factor else "recovery"
-    if template == "challenge" and factor is not None and factor.kind in CODE_CHANNELS:
+    # The recovery-code form passes no factor.
+    if factor is not None and factor.kind in CODE_CHANNELS:
         codes.count_wrong_try(
             row.user_id, purpose=PURPOSE_SIGN_IN, target=factor.target or "", session_id=row.id
         )
-    outcome = mfa_guard.record_failure(row, method if template == "challenge" else "recovery")
+    outcome = mfa_guard.record_failure(row, factor.kind if factor else "recovery")
     if outcome.sign_in_ended:
         sessions.end(row, "too_many_codes", only_if_pending=True)
         db.session.commit()
