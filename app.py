@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 from models import db
+from services import localtime
 from services.mail import mail
 
 csrf = CSRFProtect()
@@ -39,6 +40,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = config.load_secret_key(
             app.instance_path, production=app.config["MFA_ENV"] == "production"
         )
+
+    try:
+        localtime.zone(app.config["MFA_TIME_ZONE"])
+    except ValueError as exc:
+        raise config.ConfigError(str(exc)) from exc
 
     if app.config["MFA_TRUSTED_PROXIES"] > 0:
         hops = app.config["MFA_TRUSTED_PROXIES"]

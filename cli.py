@@ -9,6 +9,7 @@ flask --app app users set-password EMAIL [--password-stdin]
 flask --app app policy set [--mode off|optional|required] [--methods totp,email,sms]
                            [--remember-days N] [--support-contact TEXT]
                            [--admins-app-only|--admins-any-method] [--code-minutes N]
+                           [--admins-may-remember|--admins-not-remembered]
 flask --app app policy show
 flask --app app keys rotate [--retire-old] | generate | reencrypt
 """
@@ -27,7 +28,7 @@ from sqlalchemy.orm import undefer
 from models import DEFAULT_ROLES, MfaFactor, MfaSetup, Role, SignInThrottle, User, db
 from models.policy import MODES
 from models.user import ADMINISTRATOR
-from services import account, audit, crypto, mfa_guard, policy, throttle
+from services import account, audit, crypto, mfa_guard, notify, policy, throttle
 from services.users import UserInputError, by_email, create_user
 
 users_cli = AppGroup("users", help="Create, list, unlock and reset staff users.")
@@ -132,6 +133,8 @@ def users_reset_mfa(email: str) -> None:
     account.reset_mfa(user)
     audit.record("mfa.reset", subject=user, via="cli")
     db.session.commit()
+    notify.factor_removed(user, by_admin=True)
+    db.session.commit()
     click.echo(f"Two-step sign-in reset for {user.email}; they set it up again if required.")
 
 
@@ -147,6 +150,8 @@ def users_set_password(email: str, password_stdin: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     audit.record("password.changed", subject=user, via="cli")
     db.session.commit()
+    notify.password_changed(user, sign_in_url="", by_admin=True)
+    db.session.commit()
     click.echo(f"Password changed for {user.email}; their sessions and devices are signed out.")
 
 
@@ -161,6 +166,7 @@ def policy_show() -> None:
     click.echo(f"support-contact: {p.support_contact or '(none)'}")
     click.echo(f"admins-app-only: {'yes' if p.admins_app_only else 'no'}")
     click.echo(f"code-minutes:    {p.code_valid_minutes}")
+    click.echo(f"admins-remember: {'yes' if p.admins_may_remember else 'no'}")
 
 
 @policy_cli.command("set")
@@ -174,6 +180,11 @@ def policy_show() -> None:
     help="Whether Administrators may only use an authenticator app (default: yes).",
 )
 @click.option("--code-minutes", type=int, default=None, help="Email/SMS code lifetime, 1 to 10.")
+@click.option(
+    "--admins-may-remember/--admins-not-remembered",
+    default=None,
+    help="Whether Administrators may have a device remembered (default: no).",
+)
 @click.pass_context
 def policy_set(
     ctx: click.Context,
@@ -183,6 +194,7 @@ def policy_set(
     support_contact: str | None,
     admins_app_only: bool | None,
     code_minutes: int | None,
+    admins_may_remember: bool | None,
 ) -> None:
     """Change the policy; options not given stay as they are."""
     try:
@@ -193,6 +205,7 @@ def policy_set(
             support_contact=support_contact,
             admins_app_only=admins_app_only,
             code_valid_minutes=code_minutes,
+            admins_may_remember=admins_may_remember,
         )
     except policy.PolicyError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -205,6 +218,7 @@ def policy_set(
         support_contact=p.support_contact,
         admins_app_only=p.admins_app_only,
         code_valid_minutes=p.code_valid_minutes,
+        admins_may_remember=p.admins_may_remember,
     )
     db.session.commit()
     ctx.invoke(policy_show)

@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from services.localtime import server_zone_name
+
 
 class ConfigError(RuntimeError):
     """Raised at start-up when production configuration is missing or invalid."""
@@ -74,6 +76,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         ),
         "MAIL_TIMEOUT": _env_int("MAIL_TIMEOUT", 10),
         "MFA_CLINIC_NAME": os.environ.get("MFA_CLINIC_NAME", "Clinic"),
+        # Times shown to people (pages, emails); stored times stay UTC.
+        "MFA_TIME_ZONE": os.environ.get("MFA_TIME_ZONE") or server_zone_name(),
         "MFA_SESSION_IDLE_TIMEOUT": _env_minutes("MFA_SESSION_IDLE_MINUTES", 30),
         "MFA_SESSION_ABSOLUTE_TIMEOUT": _env_minutes("MFA_SESSION_ABSOLUTE_MINUTES", 12 * 60),
         # How stale last_seen may get before a request writes it: one write a minute, not one
@@ -93,6 +97,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MFA_WRONG_CODES_BEFORE_LOCK": 10,
         "MFA_LOCK_FOR": timedelta(minutes=15),
         "MFA_WRONG_CODES_HARD_LOCK": 100,
+        # Wrong codes from one client address across every account, counted in the database.
+        "MFA_WRONG_CODES_PER_ADDRESS": 50,
+        "MFA_WRONG_CODES_ADDRESS_WINDOW": timedelta(minutes=15),
         "MFA_KEYS_FILE": os.environ.get("MFA_KEYS_FILE"),
         "MFA_ENCRYPTION_KEYS": os.environ.get("MFA_ENCRYPTION_KEYS"),
         "MFA_HASH_KEY": os.environ.get("MFA_HASH_KEY"),

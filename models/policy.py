@@ -28,6 +28,9 @@ class ClinicPolicy(Base):
     admins_app_only: Mapped[bool] = mapped_column(default=True)
     # How long an emailed or texted code stays valid: 5 minutes, an admin may allow up to 10.
     code_valid_minutes: Mapped[int] = mapped_column(default=5)
+    # An Administrator's account opens the clinic's settings: no device skips their second
+    # step unless this is switched on (DEV-2).
+    admins_may_remember: Mapped[bool] = mapped_column(default=False)
 
     @property
     def methods(self) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from flask import flash
 from models import MfaFactor, UserSession
 from models.codes import PURPOSE_SIGN_IN
 from models.factors import EMAIL, SMS, TOTP
-from services import codes
+from services import codes, mfa_guard
 from services.mail import DeliveryError
 
 CODE_CHANNELS = (EMAIL, SMS)
@@ -22,8 +22,14 @@ SWITCH_LABELS = {
 
 def deliver_sign_in_code(row: UserSession, factor: MfaFactor) -> bool:
     """Send a sign-in code for ``factor``, bound to this pending sign-in. On refusal or
-    failure, flash what happened and what to do; the caller shows the challenge either way."""
+    failure, flash what happened and what to do; the caller shows the challenge either way.
+
+    Nothing is sent while the second factor is locked: the challenge shows the lock and when
+    it ends, and a code that cannot be used would only train people to ignore them (FAC-6).
+    """
     assert factor.target is not None
+    if mfa_guard.lock_of(row.user) is not None:
+        return False
     try:
         sent = codes.send_code(
             row.user,

@@ -8,20 +8,22 @@ just long enough to be delivered, and is never logged.
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app, render_template
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 
 from models import OneTimeCode, User, db
 from models.factors import EMAIL, SMS
 from models.types import utcnow
-from services import audit, policy
+from services import audit, notify, policy
 from services.crypto import keyed_hash
 from services.mail import DeliveryError, send
 from services.sms import mask_number, send_sms
+from services.wording import plural
 
 DIGITS = 6
 
@@ -97,7 +99,9 @@ def _check_limits(
     cfg = current_app.config
     wait = seconds_until_resend(user.id, purpose, session_id)
     if wait:
-        raise SendRefused(f"Please wait {wait} seconds before asking for another code.", wait)
+        raise SendRefused(
+            f"Please wait {plural(wait, 'second')} before asking for another code.", wait
+        )
     hour_ago = now - timedelta(hours=1)
     per_user = db.session.scalar(
         select(func.count(OneTimeCode.id)).where(
@@ -119,7 +123,7 @@ def _check_limits(
         retry = int(((oldest or now) + timedelta(hours=1) - now).total_seconds()) + 1
         raise SendRefused(
             "Too many codes were sent in the last hour. Use another way to sign in, or try "
-            f"again in {max(1, retry // 60)} minutes.",
+            f"again in {plural(max(1, math.ceil(retry / 60)), 'minute')}.",
             retry,
         )
 
@@ -192,6 +196,7 @@ def _deliver(user: User, channel: str, target: str, purpose: str, code: str, min
             purpose=purpose,
             clinic=clinic,
             support=policy.current().support_contact,
+            **notify.where_and_when(),
         )
     elif channel == SMS:
         send_sms(
@@ -205,28 +210,25 @@ def _deliver(user: User, channel: str, target: str, purpose: str, code: str, min
 def verify(
     user_id: int, *, purpose: str, target: str, session_id: int | None, code: str | None
 ) -> bool:
-    """Spend the code if it is the current, unexpired, unused one. The conditional UPDATE
-    makes it single-use: of many racing requests with the right code exactly one wins."""
-    if code is None:
-        return False
+    """Compare ``code`` with the current code and count the try, in one statement.
+
+    The UPDATE matches only the current, unexpired, unused code with tries left, and the
+    database compares the keyed hashes inside it: a right code is spent (``used_at``), a wrong
+    or malformed one (None) uses up one of the code's five tries. Racing requests queue on the
+    row, so at most five are ever compared and of many carrying the right code exactly one wins.
+    """
     now = utcnow()
-    result = db.session.execute(
+    # No code hashes to a value no stored code has: a malformed code is a wrong try.
+    given = _hash(user_id, purpose, target, code) if code is not None else b""
+    right = OneTimeCode.code_hash == given
+    spent = db.session.execute(
         update(OneTimeCode)
-        .where(
-            *_active(user_id, purpose, target, session_id, now),
-            OneTimeCode.code_hash == _hash(user_id, purpose, target, code),
+        .where(*_active(user_id, purpose, target, session_id, now))
+        .values(
+            used_at=case((right, now), else_=None),
+            wrong_tries=OneTimeCode.wrong_tries + case((right, 0), else_=1),
         )
-        .values(used_at=now)
+        .returning(OneTimeCode.used_at)
         .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
-def count_wrong_try(user_id: int, *, purpose: str, target: str, session_id: int | None) -> None:
-    """A wrong code uses up one of the current code's tries; five and it is dead."""
-    db.session.execute(
-        update(OneTimeCode)
-        .where(*_active(user_id, purpose, target, session_id, utcnow()))
-        .values(wrong_tries=OneTimeCode.wrong_tries + 1)
-        .execution_options(synchronize_session=False)
-    )
+    ).first()
+    return spent is not None and spent[0] is not None

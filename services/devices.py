@@ -16,7 +16,7 @@ from datetime import timedelta
 from flask import Response, current_app, request
 from sqlalchemy import delete, select, update
 
-from models import RememberedDevice, User, db
+from models import RememberedDevice, Role, User, db
 from models.types import utcnow
 
 MAX_DAYS = 90
@@ -114,6 +114,19 @@ def recognised(user: User, days_allowed: int) -> RememberedDevice | None:
 
 def revoke_all(user_id: int) -> int:
     result = db.session.execute(delete(RememberedDevice).where(RememberedDevice.user_id == user_id))
+    return result.rowcount or 0
+
+
+def revoke_everyone() -> int:
+    """Remembering was switched off: every device row goes, not just stops counting."""
+    return db.session.execute(delete(RememberedDevice)).rowcount or 0
+
+
+def revoke_for_role(role_name: str) -> int:
+    users_of_role = select(User.id).join(Role).where(Role.name == role_name)
+    result = db.session.execute(
+        delete(RememberedDevice).where(RememberedDevice.user_id.in_(users_of_role))
+    )
     return result.rowcount or 0
 
 

@@ -51,7 +51,7 @@ def secret_of(setup: MfaSetup) -> str:
 
 
 def confirm_totp(setup: MfaSetup, user: User, code: str | None, *, remember_offered: bool) -> bool:
-    """Enrol the app if ``code`` proves it has the secret. A wrong code changes nothing."""
+    """Enrol the app if ``code`` proves it has the secret. False changed nothing."""
     if code is None or setup.stage != SCAN or setup.secret_encrypted is None:
         return False
     step = totp.matching_step(secret_of(setup), code, after_step=0)
@@ -61,13 +61,14 @@ def confirm_totp(setup: MfaSetup, user: User, code: str | None, *, remember_offe
 
 
 def confirm_code(setup: MfaSetup, user: User, code: str | None, *, remember_offered: bool) -> bool:
-    """Enrol email or SMS if ``code`` is the one just sent to the address or number."""
+    """Enrol email or SMS if ``code`` is the one just sent to the address or number. False
+    changed nothing but the code's count of wrong tries."""
     if setup.stage != CODE or setup.target is None:
         return False
+    # verify counts a wrong try itself; the caller commits that count.
     if not codes.verify(
         user.id, purpose=PURPOSE_SETUP, target=setup.target, session_id=None, code=code
     ):
-        codes.count_wrong_try(user.id, purpose=PURPOSE_SETUP, target=setup.target, session_id=None)
         return False
     if setup.kind == SMS and user.mobile_number != setup.target:
         user.mobile_number = setup.target  # the number is proven now, so it joins the profile
@@ -78,7 +79,7 @@ def _enrol(
     setup: MfaSetup, user: User, *, remember_offered: bool, from_stage: str, last_step: int = 0
 ) -> bool:
     first_codes = recovery.remaining(user.id) == 0
-    codes_shown = recovery.generate(user.id) if first_codes else []
+    codes_shown = recovery.new_codes() if first_codes else []
     next_stage = RECOVERY if codes_shown else (REMEMBER if remember_offered else DONE)
     moved = db.session.execute(
         update(MfaSetup)
@@ -102,6 +103,8 @@ def _enrol(
     )
     if moved.rowcount != 1:  # a racing request enrolled it first
         return False
+    if codes_shown:
+        recovery.store(user.id, codes_shown)
     has_default = db.session.scalar(
         select(MfaFactor.id).where(MfaFactor.user_id == user.id, MfaFactor.is_default.is_(True))
     )

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, update
 
 from models import PasswordResetToken, User, db
 from models.types import utcnow
-from services import account, audit, policy, throttle
+from services import account, audit, notify, policy, throttle
 from services.client import client_ip, user_agent
 from services.mail import DeliveryError, send
 from services.users import by_email
@@ -200,15 +200,17 @@ def send_after_response(response: Response, outgoing: Outgoing) -> None:
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     ip, agent = client_ip(), user_agent()
+    # When and from where, read now: the email says it, and after the response it is gone.
+    seen = notify.where_and_when()
 
     def deliver() -> None:
         with app.app_context():
-            _deliver(outgoing, ip=ip, agent=agent)
+            _deliver(outgoing, ip=ip, agent=agent, seen=seen)
 
     response.call_on_close(deliver)
 
 
-def _deliver(outgoing: Outgoing, *, ip: str, agent: str) -> bool:
+def _deliver(outgoing: Outgoing, *, ip: str, agent: str, seen: dict[str, Any]) -> bool:
     user = db.session.get(User, outgoing.user_id)
     if user is None:
         return False
@@ -220,6 +222,7 @@ def _deliver(outgoing: Outgoing, *, ip: str, agent: str) -> bool:
             user=user,
             clinic=current_app.config["MFA_CLINIC_NAME"],
             support=policy.current().support_contact,
+            **seen,
             **outgoing.context,
         )
     except DeliveryError as exc:

@@ -7,6 +7,8 @@ from sqlalchemy import select
 from models import ClinicPolicy, User, db
 from models.factors import EMAIL, SMS, TOTP
 from models.policy import MODES
+from models.user import ADMINISTRATOR
+from services import devices
 
 # Methods this build can deliver, in the order the wizard offers them (strongest first).
 METHOD_LABELS = {TOTP: "Authenticator app", EMAIL: "Email", SMS: "Text message (SMS)"}
@@ -29,6 +31,7 @@ def current() -> ClinicPolicy:
             support_contact="",
             admins_app_only=True,
             code_valid_minutes=5,
+            admins_may_remember=False,
         )
         db.session.add(policy)
         db.session.flush()
@@ -42,6 +45,14 @@ def methods_for(user: User, clinic: ClinicPolicy) -> tuple[str, ...]:
     if user.is_admin and clinic.admins_app_only:
         allowed = tuple(m for m in allowed if m == TOTP)
     return allowed
+
+
+def remember_days_for(user: User, clinic: ClinicPolicy) -> int:
+    """How many days this user may have a device remembered; 0 when they may not (DEV-2:
+    Administrators only where the policy allows it)."""
+    if user.is_admin and not clinic.admins_may_remember:
+        return 0
+    return clinic.remember_days
 
 
 def parse_methods(raw: str) -> str:
@@ -64,7 +75,10 @@ def update(
     support_contact: str | None = None,
     admins_app_only: bool | None = None,
     code_valid_minutes: int | None = None,
+    admins_may_remember: bool | None = None,
 ) -> ClinicPolicy:
+    """Change the settings given. Turning remembering off (0 days) deletes every remembered
+    device, so turning it on again later revives none of the old cookies (DEV-2)."""
     policy = current()
     if mode is not None:
         if mode not in MODES:
@@ -76,6 +90,8 @@ def update(
         if not 0 <= remember_days <= MAX_REMEMBER_DAYS:
             raise PolicyError(f"Remember days must be between 0 (off) and {MAX_REMEMBER_DAYS}.")
         policy.remember_days = remember_days
+        if remember_days == 0:
+            devices.revoke_everyone()
     if support_contact is not None:
         policy.support_contact = support_contact.strip()[:200]
     if admins_app_only is not None:
@@ -84,4 +100,8 @@ def update(
         if not 1 <= code_valid_minutes <= MAX_CODE_MINUTES:
             raise PolicyError(f"Codes may stay valid for 1 to {MAX_CODE_MINUTES} minutes.")
         policy.code_valid_minutes = code_valid_minutes
+    if admins_may_remember is not None:
+        policy.admins_may_remember = admins_may_remember
+        if not admins_may_remember:
+            devices.revoke_for_role(ADMINISTRATOR)
     return policy

@@ -36,11 +36,20 @@ def _hash(user_id: int, code: str) -> bytes:
     return keyed_hash(f"recovery:{user_id}:{code}")
 
 
-def generate(user_id: int) -> list[str]:
-    """Replace the user's codes with a fresh set; returns the plaintext to show once."""
-    codes = ["".join(secrets.choice(ALPHABET) for _ in range(LENGTH)) for _ in range(COUNT)]
+def new_codes() -> list[str]:
+    return ["".join(secrets.choice(ALPHABET) for _ in range(LENGTH)) for _ in range(COUNT)]
+
+
+def store(user_id: int, codes: list[str]) -> None:
+    """Replace the user's codes with ``codes`` (only their hashes are kept)."""
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
     db.session.add_all(RecoveryCode(user_id=user_id, code_hash=_hash(user_id, c)) for c in codes)
+
+
+def generate(user_id: int) -> list[str]:
+    """Replace the user's codes with a fresh set; returns the plaintext to show once."""
+    codes = new_codes()
+    store(user_id, codes)
     return codes
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import User, UserSession, db
-from models.sessions import ACTIVE, ENDED, PENDING
+from models.sessions import ACTIVE, ENDED, PENDING, STEP_SETUP
 from models.types import utcnow
 from services.client import client_ip, user_agent
 
@@ -194,6 +194,27 @@ def current() -> UserSession | None:
         db.session.commit()
     g.user_session = row
     return row
+
+
+def owe_setup(row: UserSession) -> None:
+    """A signed-in session that the policy now asks a second factor of goes back to the
+    setup step, as if its password had just passed (the wizard then completes it)."""
+    values = {
+        "state": PENDING,
+        "pending_step": STEP_SETUP,
+        "pending_expires_at": utcnow() + current_app.config["MFA_PENDING_SIGN_IN_FOR"],
+        "pending_next": None,
+        "setup_skippable": False,
+        "failed_codes": 0,
+    }
+    db.session.execute(
+        update(UserSession)
+        .where(UserSession.id == row.id, UserSession.state == ACTIVE)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    for key, value in values.items():
+        set_committed_value(row, key, value)
 
 
 def pending() -> UserSession | None:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from models import ClinicPolicy, MfaFactor, User
 from models.policy import MODE_OFF, MODE_OPTIONAL
 from services import devices, factors
-from services.policy import methods_for
+from services.policy import methods_for, remember_days_for
 
 
 class Next(StrEnum):
@@ -43,7 +43,7 @@ def decide(user: User, clinic: ClinicPolicy) -> Decision:
     usable = usable_factors(user, clinic)
     if usable:
         # Whoever has enrolled is always asked, whatever the mode: it is their protection.
-        if devices.recognised(user, clinic.remember_days) is not None:
+        if devices.recognised(user, remember_days_for(user, clinic)) is not None:
             return Decision(Next.REMEMBERED, "remembered_device", method="device")
         return Decision(Next.CHALLENGE, "has_factor", method=usable[0].kind, factor=usable[0])
     # A factor the policy no longer allows (say SMS was switched off) counts as none.
@@ -52,3 +52,12 @@ def decide(user: User, clinic: ClinicPolicy) -> Decision:
     if clinic.mode == MODE_OPTIONAL:
         return Decision(Next.SETUP, "optional_not_enrolled", skippable=True)
     return Decision(Next.SETUP, "required_not_enrolled")
+
+
+def setup_owed(user: User, clinic: ClinicPolicy) -> bool:
+    """True when ``user`` has no usable factor and the policy no longer lets them go without
+    one: a session they opened without a second factor must now set one up."""
+    if usable_factors(user, clinic):
+        return False
+    decision = decide(user, clinic)
+    return decision.next is Next.SETUP and not decision.skippable

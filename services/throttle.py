@@ -79,15 +79,14 @@ def check(*keys: str) -> Status:
     return Status(worst, counted)
 
 
-def _upsert(key: str, now: datetime) -> int:
-    """Add one failure atomically and return the new count."""
+def _upsert(key: str, now: datetime, window: timedelta | None = None) -> int:
+    """Add one failure atomically and return the new count. With ``window``, the count
+    restarts after that long without a failure: clinics share one address behind NAT."""
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(SignInThrottle).values(key=key, failures=1, last_failure_at=now)
     counted = SignInThrottle.failures + 1
-    if key.startswith("ip:"):
-        # An IP's count restarts after a quiet window: clinics share one address behind NAT.
-        window = current_app.config["MFA_PASSWORD_IP_WINDOW"]
+    if window is not None:
         counted = case(
             (SignInThrottle.last_failure_at < now - window, 1),
             else_=SignInThrottle.failures + 1,
@@ -103,7 +102,8 @@ def record_failure(*keys: str) -> None:
     now = utcnow()
     cap = current_app.config["MFA_PASSWORD_MAX_DELAY"]
     for key in keys:
-        failures = _upsert(key, now)
+        window = current_app.config["MFA_PASSWORD_IP_WINDOW"] if key.startswith("ip:") else None
+        failures = _upsert(key, now, window)
         free, _ = _settings(key)
         wait = delay_after(failures, free, cap)
         if wait:
@@ -112,6 +112,33 @@ def record_failure(*keys: str) -> None:
                 .where(SignInThrottle.key == key)
                 .values(blocked_until=now + wait)
             )
+
+
+def wrong_codes_key(ip: str) -> str:
+    return "codes-ip:" + ip
+
+
+def record_wrong_code(ip: str) -> None:
+    """Count a wrong second-factor code from ``ip``, whichever account it was for (FAC-6).
+
+    The limit-th wrong code within the window blocks the address for the window; while
+    blocked, ``mfa_guard.reserve`` compares no code from it (it reads ``blocked_until``).
+    """
+    cfg = current_app.config
+    now, window = utcnow(), cfg["MFA_WRONG_CODES_ADDRESS_WINDOW"]
+    key = wrong_codes_key(ip)
+    if _upsert(key, now, window) >= cfg["MFA_WRONG_CODES_PER_ADDRESS"]:
+        db.session.execute(
+            update(SignInThrottle)
+            .where(SignInThrottle.key == key)
+            .values(blocked_until=now + window)
+        )
+
+
+def blocked_until(key: str) -> datetime | None:
+    """When the block on ``key`` ends, if it is blocked now."""
+    until = db.session.scalar(select(SignInThrottle.blocked_until).where(SignInThrottle.key == key))
+    return until if until is not None and until > utcnow() else None
 
 
 def reset(*keys: str, status: Status | None = None) -> None:

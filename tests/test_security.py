@@ -47,7 +47,7 @@ def test_csrf_header_works_for_htmx(client, auth, make_user):
     token = auth.csrf_token("/")
     response = client.post("/sign-out", headers={"HX-Request": "true", "X-CSRFToken": token})
     assert response.status_code == 204
-    assert response.headers["HX-Redirect"] == "/sign-in"
+    assert response.headers["HX-Redirect"] == "/sign-in?signed_out=1"
 
 
 def test_security_headers(client):

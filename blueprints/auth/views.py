@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, request, url_for
+from flask import request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
@@ -15,10 +15,12 @@ from models.types import utcnow
 from services import audit, policy, sessions, signin, throttle
 from services.challenge import CODE_CHANNELS, deliver_sign_in_code
 from services.client import client_ip
+from services.mfa_guard import ADMIN_LOCK_RETRY_AFTER
 from services.passwords import hash_password, needs_rehash, verify_password
 from services.redirects import safe_next
 from services.signin import Next
 from services.users import by_email
+from services.wording import plural
 
 GENERIC_ERROR = "That email address and password do not match an account."
 
@@ -33,7 +35,9 @@ def sign_in() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect_to(url_for("home.index"))
     form = SignInForm(next=safe_next(request.args.get("next")) or "")
-    return _render_sign_in(form)
+    # Said by a query flag, not a flashed message: sign-out leaves no cookie to carry one.
+    signed_out = request.args.get("signed_out") == "1"
+    return _render_sign_in(form, notice="You have signed out." if signed_out else None)
 
 
 @bp.post("/sign-in")
@@ -56,11 +60,13 @@ def sign_in_post() -> ResponseReturnValue:
         db.session.commit()
         wait = block.seconds_left(utcnow())
         message = (
-            f"Too many failed attempts. Try again in {wait} seconds."
+            f"Too many failed attempts. Try again in {plural(wait, 'second')}."
             if wait is not None
             else "Too many failed attempts. Ask your clinic's administrator to unlock your account."
         )
-        return _render_sign_in(form, 429, error=message)
+        response = _render_sign_in(form, 429, error=message)
+        response.headers["Retry-After"] = str(wait if wait is not None else ADMIN_LOCK_RETRY_AFTER)
+        return response
 
     user = by_email(email)
     password = form.password.data or ""
@@ -105,11 +111,17 @@ def sign_in_post() -> ResponseReturnValue:
 
 @bp.post("/sign-out")
 def sign_out() -> ResponseReturnValue:
-    """End this session on the server, then forget the cookie (CSRF checked by CSRFProtect)."""
+    """End this session on the server, then expire the cookie (CSRF checked by CSRFProtect).
+
+    The cookie session is left empty, so Flask expires the cookie instead of rewriting it, and
+    Clear-Site-Data empties the browser's cache and storage of this site. Not "cookies": that
+    would also forget a remembered device, which is the user's to revoke.
+    """
     row = sessions.end_current("signed_out")
     if row is not None:
         audit.record("sign_out", actor=row.user, subject=row.user, was=row.state)
     db.session.commit()
     logout_user()
-    flash("You have signed out.", "info")
-    return redirect_to(url_for("auth.sign_in"))
+    response = redirect_to(url_for("auth.sign_in", signed_out=1))
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
+    return response

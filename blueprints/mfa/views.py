@@ -24,7 +24,8 @@ from models.types import utcnow
 from services import audit, codes, factors, mfa_guard, notify, policy, sessions, signin, totp
 from services import recovery as recovery_codes
 from services.challenge import CODE_CHANNELS, SWITCH_LABELS, deliver_sign_in_code
-from services.devices import remember
+from services.devices import remember, revoke_all
+from services.wording import plural
 
 WRONG_CODE = {
     TOTP: "That code did not work. Check the newest code in your app and try again.",
@@ -50,7 +51,9 @@ def _lock_message(lock: mfa_guard.Lock) -> str:
     if lock.until is None:
         return "Your sign-in codes are locked. Ask your clinic's administrator to unlock them."
     minutes = max(1, math.ceil((lock.until - utcnow()).total_seconds() / 60))
-    return f"Too many wrong codes. Your sign-in codes are locked for {minutes} more minutes."
+    return (
+        f"Too many wrong codes. Your sign-in codes are locked for {plural(minutes, 'more minute')}."
+    )
 
 
 def _factor(row: UserSession) -> MfaFactor | None:
@@ -87,26 +90,49 @@ def _render(row: UserSession, form, template: str, status: int = 200, **ctx) -> 
         ],
         switch_form=ConfirmForm(),
         support=clinic.support_contact,
-        remember_days=clinic.remember_days,
+        remember_days=policy.remember_days_for(row.user, clinic),
         locked=_lock_message(lock) if lock else None,
         **ctx,
     )
 
 
-def _failed(
-    row: UserSession, factor: MfaFactor | None, form, template: str, message: str
+def _refused(
+    row: UserSession, form, template: str, refused: mfa_guard.Refused
 ) -> ResponseReturnValue:
-    """Count a wrong code (FAC-6); end the pending sign-in when its tries are used up."""
-    db.session.rollback()  # nothing from the failed attempt may stick
-    # The recovery-code form passes no factor.
-    if factor is not None and factor.kind in CODE_CHANNELS:
-        codes.count_wrong_try(
-            row.user_id, purpose=PURPOSE_SIGN_IN, target=factor.target or "", session_id=row.id
-        )
-    outcome = mfa_guard.record_failure(row, factor.kind if factor else "recovery")
-    if outcome.sign_in_ended:
+    """No code was compared: the sign-in has used its tries, the factor is locked, or the
+    client address has sent too many wrong codes (429 with Retry-After)."""
+    if refused.sign_in_ended:
         sessions.end(row, "too_many_codes", only_if_pending=True)
         db.session.commit()
+        flash("Too many wrong codes. Please enter your password again.", "error")
+        return redirect_to(url_for("auth.sign_in"))
+    if refused.lock is not None:
+        response = _render(row, form, template, 429)
+    else:
+        minutes = max(1, math.ceil(refused.retry_after / 60))
+        response = _render(
+            row,
+            form,
+            template,
+            429,
+            error="Too many wrong codes were entered from your network. "
+            f"Try again in {plural(minutes, 'minute')}.",
+        )
+    response.headers["Retry-After"] = str(refused.retry_after)
+    return response
+
+
+def _failed(
+    row: UserSession,
+    reserved: mfa_guard.Reserved,
+    method: str,
+    form,
+    template: str,
+    message: str,
+) -> ResponseReturnValue:
+    """The reserved try was wrong (FAC-6); end the pending sign-in when its tries are used up."""
+    outcome = mfa_guard.record_failure(row, method, reserved)
+    if outcome.sign_in_ended:
         flash(
             _lock_message(outcome.lock)
             if outcome.lock
@@ -114,7 +140,6 @@ def _failed(
             "error",
         )
         return redirect_to(url_for("auth.sign_in"))
-    db.session.commit()
     return _render(row, form, template, 422, error=message)
 
 
@@ -123,13 +148,16 @@ def _signed_in(row: UserSession, method: str, remember_device: bool) -> Response
     mfa_guard.record_success(user)
     audit.record("sign_in.succeeded", actor=user, subject=user, method=method)
     response = redirect_to(row.pending_next or url_for("home.index"))
-    if remember_device:
-        days = policy.current().remember_days
-        if days > 0:
-            device = remember(response, user, days)
-            audit.record("device.remembered", actor=user, subject=user, label=device.label)
+    days = policy.remember_days_for(user, policy.current())
+    device = None
+    if remember_device and days > 0:
+        device = remember(response, user, days)
+        audit.record("device.remembered", actor=user, subject=user, label=device.label)
     db.session.commit()
     login_user(user)
+    if device is not None:
+        notify.device_remembered(user, device)
+        db.session.commit()
     return response
 
 
@@ -144,19 +172,20 @@ def challenge() -> ResponseReturnValue:
 
 @bp.post("/challenge")
 def challenge_post() -> ResponseReturnValue:
-    """Check the code. Cases: locked (429, not checked); right and unused (signed in under a
-    new session id, optionally remembering the device); wrong, malformed, expired or replayed
-    (422, counted); the sign-in's last allowed try (back to the password)."""
+    """Check the code. Cases: tries used up, locked or address blocked (refused before any
+    comparison); right and unused (signed in under a new session id, optionally remembering
+    the device); wrong, malformed, expired or replayed (422, counted); the sign-in's last
+    allowed try (back to the password)."""
     row = _pending_challenge()
     if row is None:
         return _back_to_sign_in()
     form = ChallengeForm()
-    if mfa_guard.lock_of(row.user) is not None:
-        return _render(row, form, "challenge", 429)
-    if not form.validate_on_submit():
-        return _render(row, form, "challenge", 422)
+    reserved = mfa_guard.reserve(row)
+    if isinstance(reserved, mfa_guard.Refused):
+        return _refused(row, form, "challenge", reserved)
     factor = _factor(row)
-    code = totp.normalise_code(form.code.data)
+    # A malformed code is compared as no code: it is a wrong try like any other.
+    code = totp.normalise_code(form.code.data) if form.validate() else None
     if factor is None:
         ok = False
     elif factor.kind == TOTP:
@@ -172,7 +201,7 @@ def challenge_post() -> ResponseReturnValue:
     if ok and factor is not None and sessions.promote(row, method=factor.kind):
         return _signed_in(row, factor.kind, bool(form.remember.data))
     message = WRONG_CODE[TOTP] if factor is None or factor.kind == TOTP else WRONG_CODE["sent"]
-    return _failed(row, factor, form, "challenge", message)
+    return _failed(row, reserved, factor.kind if factor else "none", form, "challenge", message)
 
 
 @bp.post("/challenge/method")
@@ -225,17 +254,23 @@ def recovery() -> ResponseReturnValue:
 
 @bp.post("/challenge/recovery")
 def recovery_post() -> ResponseReturnValue:
-    """Spend a recovery code (single use, race-safe) and tell the user it was used."""
+    """Spend a recovery code (single use, race-safe). The phone is likely lost: every other
+    session ends, remembered devices are forgotten, and the user is emailed (AUTH-6, DEV-2)."""
     row = _pending_challenge()
     if row is None:
         return _back_to_sign_in()
     form = RecoveryCodeForm()
-    if mfa_guard.lock_of(row.user) is not None:
-        return _render(row, form, "recovery", 429)
-    if not form.validate_on_submit():
-        return _render(row, form, "recovery", 422)
+    reserved = mfa_guard.reserve(row)
+    if isinstance(reserved, mfa_guard.Refused):
+        return _refused(row, form, "recovery", reserved)
     user = row.user
-    if recovery_codes.use(user.id, form.code.data) and sessions.promote(row, method="recovery"):
-        notify.recovery_code_used(user, recovery_codes.remaining(user.id))
-        return _signed_in(row, "recovery", remember_device=False)
-    return _failed(row, None, form, "recovery", WRONG_RECOVERY)
+    code = form.code.data if form.validate() else None
+    if recovery_codes.use(user.id, code) and sessions.promote(row, method="recovery"):
+        sessions.end_all_for(user.id, reason="recovery_code_used", keep=row)
+        revoked = revoke_all(user.id)
+        response = _signed_in(row, "recovery", remember_device=False)
+        left = recovery_codes.remaining(user.id)
+        notify.recovery_code_used(user, left, devices_forgotten=revoked)
+        db.session.commit()
+        return response
+    return _failed(row, reserved, "recovery", form, "recovery", WRONG_RECOVERY)

@@ -43,7 +43,7 @@ from models.factors import EMAIL, TOTP
 from models.sessions import ACTIVE, STEP_SETUP
 from services import audit, codes, devices, enrolment, notify, policy, qr, recovery, sessions, totp
 from services.mail import DeliveryError
-from services.policy import METHOD_LABELS, methods_for
+from services.policy import METHOD_LABELS, methods_for, remember_days_for
 from services.sms import mask_number
 from services.users import UserInputError, normalise_mobile
 
@@ -61,6 +61,11 @@ class Visitor:
     @property
     def pending(self) -> bool:
         return self.row.state != ACTIVE
+
+    @property
+    def remember_days(self) -> int:
+        """Days this person may have this device remembered; 0 when not offered."""
+        return remember_days_for(self.user, self.policy)
 
 
 def _visitor() -> Visitor | None:
@@ -82,7 +87,7 @@ def _steps(visitor: Visitor, setup: MfaSetup | None) -> list[str]:
     )
     if shows_codes:
         steps.append("recovery")
-    if visitor.policy.remember_days > 0:
+    if visitor.remember_days > 0:
         steps.append("remember")
     return steps
 
@@ -250,9 +255,7 @@ def setup_code_post(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
         return _page(visitor, setup, "code", 422, form=form)
     code = totp.normalise_code(form.code.data)
     user = visitor.user
-    if not enrolment.confirm_totp(
-        setup, user, code, remember_offered=visitor.policy.remember_days > 0
-    ):
+    if not enrolment.confirm_totp(setup, user, code, remember_offered=visitor.remember_days > 0):
         db.session.rollback()
         audit.record("mfa.setup_code_failed", actor=user, subject=user)
         db.session.commit()
@@ -274,6 +277,8 @@ def _enrolled(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
             flash("That took too long. Please enter your password again.", "info")
             return redirect_to(url_for("auth.sign_in"))
         audit.record("sign_in.succeeded", actor=user, subject=user, method=setup.kind)
+    # Sessions opened without this factor no longer meet the bar it sets (AUTH-6).
+    sessions.end_all_for(user.id, reason="factor_added", keep=visitor.row)
     db.session.commit()
     if was_pending:
         login_user(user)
@@ -297,17 +302,33 @@ def _contact_page(visitor: Visitor, setup: MfaSetup, status: int = 200, **ctx) -
     return _page(visitor, setup, "confirm", status, template=f"confirm_{setup.kind}", **ctx)
 
 
-def _send_setup_code(visitor: Visitor, setup: MfaSetup, target: str) -> str | None:
-    """Send the confirming code; the error to show if it could not go."""
+@dataclass(frozen=True)
+class _NotSent:
+    """Why the confirming code did not go: refused by the limits (429, with the seconds to
+    wait) or the mail server or gateway failed (503)."""
+
+    message: str
+    status: int
+    retry_after: int | None = None
+
+    def apply(self, response: Response) -> Response:
+        if self.retry_after is not None:
+            response.headers["Retry-After"] = str(self.retry_after)
+        return response
+
+
+def _send_setup_code(visitor: Visitor, setup: MfaSetup, target: str) -> _NotSent | None:
+    """Send the confirming code; None when it went."""
     try:
         codes.send_code(visitor.user, channel=setup.kind, target=target, purpose=PURPOSE_SETUP)
     except codes.SendRefused as refused:
-        return refused.message
+        return _NotSent(refused.message, 429, refused.retry_after)
     except DeliveryError:
         what = "the email" if setup.kind == EMAIL else "the text message"
-        return (
+        return _NotSent(
             f"We could not send {what} just now. Try again in a minute, or go back and choose "
-            "another method."
+            "another method.",
+            503,
         )
     return None
 
@@ -349,8 +370,9 @@ def setup_contact_post(visitor: Visitor, setup: MfaSetup, kind: str) -> Response
             return _contact_page(visitor, setup, 422, form=form)
     problem = _send_setup_code(visitor, setup, target)
     if problem:
-        status = 429 if "wait" in problem or "Too many" in problem else 503
-        return _contact_page(visitor, setup, status, form=form, error=problem)
+        return problem.apply(
+            _contact_page(visitor, setup, problem.status, form=form, error=problem.message)
+        )
     enrolment.code_sent(setup, target)
     db.session.commit()
     return go_to(url_for("mfa.setup_contact_code", kind=kind), target="#wizard")
@@ -386,13 +408,8 @@ def setup_contact_code_post(visitor: Visitor, setup: MfaSetup, kind: str) -> Res
         return _code_page(visitor, setup, 422, form=form)
     user = visitor.user
     code = totp.normalise_code(form.code.data)
-    if not enrolment.confirm_code(
-        setup, user, code, remember_offered=visitor.policy.remember_days > 0
-    ):
-        db.session.rollback()
-        codes.count_wrong_try(
-            user.id, purpose=PURPOSE_SETUP, target=setup.target or "", session_id=None
-        )
+    if not enrolment.confirm_code(setup, user, code, remember_offered=visitor.remember_days > 0):
+        # Only the code's count of wrong tries was written, and it must stick.
         audit.record("mfa.setup_code_failed", actor=user, subject=user, method=kind)
         db.session.commit()
         form.code.errors = ["That code did not work. Check the newest message, or send a new code."]
@@ -408,8 +425,9 @@ def setup_contact_resend(visitor: Visitor, setup: MfaSetup, kind: str) -> Respon
         abort(400)
     problem = _send_setup_code(visitor, setup, setup.target or "")
     if problem:
-        status = 429 if "wait" in problem or "Too many" in problem else 503
-        return _code_page(visitor, setup, status, form=CodeForm(), error=problem)
+        return problem.apply(
+            _code_page(visitor, setup, problem.status, form=CodeForm(), error=problem.message)
+        )
     return go_to(url_for("mfa.setup_contact_code", kind=kind), target="#wizard")
 
 
@@ -455,7 +473,7 @@ def setup_recovery_print(visitor: Visitor, setup: MfaSetup) -> ResponseReturnVal
 @at_stage(enrolment.RECOVERY, enrolment.REMEMBER)
 def setup_recovery_post(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """ "I have saved my codes": on to remembering the device, or done."""
-    target = enrolment.REMEMBER if visitor.policy.remember_days > 0 else enrolment.DONE
+    target = enrolment.REMEMBER if visitor.remember_days > 0 else enrolment.DONE
     if setup.stage == enrolment.RECOVERY:
         enrolment.move(setup, from_stage=enrolment.RECOVERY, to_stage=target)
         db.session.commit()
@@ -466,7 +484,7 @@ def setup_recovery_post(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValu
 @at_stage(enrolment.REMEMBER)
 def setup_remember(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """Step 5: remember this device for the policy's number of days (not on shared computers)."""
-    return _page(visitor, setup, "remember", form=RememberForm(), days=visitor.policy.remember_days)
+    return _page(visitor, setup, "remember", form=RememberForm(), days=visitor.remember_days)
 
 
 @bp.post("/setup/remember")
@@ -475,15 +493,19 @@ def setup_remember_post(visitor: Visitor, setup: MfaSetup) -> ResponseReturnValu
     """Set the device cookie if asked, then done."""
     form = RememberForm()
     if not form.validate_on_submit():
-        return _page(visitor, setup, "remember", 422, form=form, days=visitor.policy.remember_days)
+        return _page(visitor, setup, "remember", 422, form=form, days=visitor.remember_days)
     enrolment.move(setup, from_stage=enrolment.REMEMBER, to_stage=enrolment.DONE)
     response = go_to(url_for("mfa.setup_done"), target="#wizard")
-    if form.remember.data == "yes" and visitor.policy.remember_days > 0:
-        device = devices.remember(response, visitor.user, visitor.policy.remember_days)
+    device = None
+    if form.remember.data == "yes" and visitor.remember_days > 0:
+        device = devices.remember(response, visitor.user, visitor.remember_days)
         audit.record(
             "device.remembered", actor=visitor.user, subject=visitor.user, label=device.label
         )
     db.session.commit()
+    if device is not None:
+        notify.device_remembered(visitor.user, device)
+        db.session.commit()
     return response
 
 

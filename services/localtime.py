@@ -1,0 +1,58 @@
+"""Times as people read them: in the clinic's time zone (``MFA_TIME_ZONE``).
+
+Stored times stay UTC (models/types.py); only what a page or an email shows is converted.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import current_app
+
+
+def server_zone_name() -> str:
+    """The server's own zone, for the default: TZ, then /etc/timezone, then /etc/localtime's
+    link into the zone database, else UTC."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        return name
+    try:
+        name = Path("/etc/timezone").read_text().strip()
+    except OSError:
+        name = ""
+    if name:
+        return name
+    link = Path("/etc/localtime")
+    if link.is_symlink():
+        target = str(link.resolve())
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    return "UTC"
+
+
+@cache
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"MFA_TIME_ZONE {name!r} is not a time zone; use a name such as Australia/Sydney."
+        ) from exc
+
+
+def clinic_zone() -> ZoneInfo:
+    return zone(current_app.config["MFA_TIME_ZONE"])
+
+
+def local(moment: datetime) -> datetime:
+    return moment.astimezone(clinic_zone())
+
+
+def when(moment: datetime) -> str:
+    """ "09:14 on Tuesday 24 November 2026 (AEDT)": a moment as the clinic's staff read it."""
+    here = local(moment)
+    return f"{here:%H:%M} on {here:%A} {here.day} {here:%B %Y} ({here:%Z})"
