@@ -95,7 +95,8 @@ _PROMOTE = (
         _SESSIONS.id == bindparam("p_id"),
         _SESSIONS.state == PENDING,
         _SESSIONS.pending_expires_at > bindparam("p_now"),
-        _SESSIONS.failed_codes < bindparam("p_max_failed"),
+        # The try that brought this code was reserved (counted) first: the fifth may win.
+        _SESSIONS.failed_codes <= bindparam("p_max_failed"),
     )
     .values(
         token_hash=bindparam("p_hash"),
