@@ -3,9 +3,9 @@
 At start every file under static/ is hashed and copied into the build directory as
 ``name.<hash>.ext`` (Django's manifest naming: ``vendor/htmx-2.0.11.min.<hash>.js``) with a
 brotli ``.br`` and a gzip ``.gz`` beside it. WhiteNoise answers /static/ before Flask: a hashed
-name is cached for a year as immutable (changed content gets a new name, so no browser ever
-asks twice), a plain name is served straight from static/ with a one-minute cache so an old or
-hand-typed URL keeps working. Templates ask for ``static_url('css/app.css')``.
+name is cached as immutable for WhiteNoise's ten years (changed content gets a new name, so no
+browser ever asks twice), a plain name is served straight from static/ with a one-minute cache
+so an old or hand-typed URL keeps working. Templates ask for ``static_url('css/app.css')``.
 """
 
 from __future__ import annotations

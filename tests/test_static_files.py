@@ -50,7 +50,7 @@ def test_pages_link_static_files_by_content_hash(client):
         assert HASHED_RE.match(url)["hash"] == digest[:12], url
 
 
-def test_hashed_static_files_are_cached_for_a_year_as_immutable(client):
+def test_hashed_static_files_are_cached_at_least_a_year_as_immutable(client):
     for url in page_assets(client):
         response = client.get(url)
         assert response.status_code == 200
