@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 from models import db
-from services import localtime
+from services import localtime, static_files
 from services.mail import mail
 
 csrf = CSRFProtect()
@@ -26,6 +26,16 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+# On every response, pages and static files alike. HSTS is added per request (https only).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -49,6 +59,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["MFA_TRUSTED_PROXIES"] > 0:
         hops = app.config["MFA_TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    # Outermost, so static files are answered before Flask (and ProxyFix) are involved.
+    static_files.init_app(app, headers=SECURITY_HEADERS)
 
     db.init_app(app)
     with app.app_context():
@@ -114,15 +126,12 @@ def _init_login(app: Flask) -> None:
 
 def _security_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    # Static files rarely get here: WhiteNoise answers first (services/static_files.py) and
+    # only a file added after start falls through to Flask's own static route.
     if request.endpoint != "static":
         # Pages carry sessions, codes and secrets: never store them in any cache.
         headers["Cache-Control"] = "no-store"

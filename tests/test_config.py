@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import re
 import stat
 from pathlib import Path
 
@@ -80,18 +78,3 @@ def test_migrations_match_the_models(app):
     with app.app_context(), db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
     assert diff == []
-
-
-def test_sign_in_page_first_load_is_under_30_kb_compressed(client):
-    """UX-3: the page and everything it loads, gzip-compressed as a proxy would serve it."""
-    page = client.get("/sign-in")
-    html = page.get_data()
-    assets = re.findall(rb'(?:src|href)="(/static/[^"]+)"', html)
-    assert len(assets) == 3  # css, htmx, app.js: nothing from a CDN
-    total = len(gzip.compress(html, 9))
-    for asset in assets:
-        response = client.get(asset.decode())
-        assert response.status_code == 200
-        total += len(gzip.compress(response.get_data(), 9))
-        response.close()
-    assert total < 30 * 1024, total
