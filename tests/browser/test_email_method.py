@@ -70,7 +70,7 @@ def test_email_wizard_and_sign_in(page, live_server, practitioner, mailbox):
     page.wait_for_url(base + "/")
 
     page.get_by_role("button", name="Sign out").click()
-    page.wait_for_url(re.compile(r".*/sign-in$"))
+    page.wait_for_url(re.compile(r".*/sign-in\?signed_out=1$"))
     sign_in_with_password(page, base, practitioner)
     page.get_by_role("heading", name="Two-step sign-in").wait_for()
     assert urlparse(page.url).path == "/mfa/challenge"

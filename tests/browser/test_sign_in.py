@@ -52,7 +52,7 @@ def test_sign_in_and_out(page, live_server, nurse):
     shot(page, "03-home")
 
     page.get_by_role("button", name="Sign out").click()
-    page.wait_for_url(re.compile(r".*/sign-in$"))
+    page.wait_for_url(re.compile(r".*/sign-in\?signed_out=1$"))
     assert "You have signed out." in page.content()
     page.goto(live_server.url + "/")
     assert "/sign-in" in page.url

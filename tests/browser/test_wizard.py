@@ -132,7 +132,7 @@ def test_wizard_then_sign_in_with_code_and_recovery_code(page, live_server, rece
 
     # Sign out, then in again with a fresh code: the next step's code (one step of drift).
     page.get_by_role("button", name="Sign out").click()
-    page.wait_for_url(re.compile(r".*/sign-in$"))
+    page.wait_for_url(re.compile(r".*/sign-in\?signed_out=1$"))
     sign_in_with_password(page, base, reception)
     page.get_by_role("heading", name="Two-step sign-in").wait_for()
     shot(page, "16-challenge")
@@ -142,7 +142,7 @@ def test_wizard_then_sign_in_with_code_and_recovery_code(page, live_server, rece
 
     # And once more with a recovery code.
     page.get_by_role("button", name="Sign out").click()
-    page.wait_for_url(re.compile(r".*/sign-in$"))
+    page.wait_for_url(re.compile(r".*/sign-in\?signed_out=1$"))
     sign_in_with_password(page, base, reception)
     page.get_by_role("link", name="Use a recovery code instead").click()
     page.get_by_role("heading", name="Use a recovery code").wait_for()
