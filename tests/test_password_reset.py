@@ -223,6 +223,42 @@ def test_reset_form_fields_and_headers(auth, make_user, mailbox):
     assert page.headers["Referrer-Policy"] == "same-origin"
 
 
+def test_email_links_come_from_mfa_base_url_whatever_the_host(
+    database_url, app, make_user, mailbox
+):
+    """SEC-4: the reset link and the password-changed notice point at MFA_BASE_URL, not at
+    the Host the request came with, even a trusted one; an untrusted Host gets no email."""
+    make_user(KNOWN)
+    public = make_app(
+        database_url, MFA_BASE_URL="https://mfa.clinic.example", MFA_TRUSTED_HOSTS="localhost"
+    )
+    try:
+        auth = AuthActions(public.test_client())  # Host: localhost, a trusted name
+        assert ask(auth, KNOWN).status_code == 200
+        (message,) = mailbox.to(KNOWN)
+        text = mailbox.text(message)
+        assert re.search(r"https://mfa\.clinic\.example/reset-password/[A-Za-z0-9_-]{43}\b", text)
+        assert "localhost" not in text
+        html = message.get_body(preferencelist=("html",)).get_content()
+        assert 'href="https://mfa.clinic.example/reset-password/' in html
+        assert "localhost" not in html
+        assert reset(auth, link_in(mailbox)).status_code == 303
+        notice = mailbox.text(mailbox.to(KNOWN)[-1])
+        assert "Sign in: https://mfa.clinic.example/sign-in" in notice
+        # Host: evil.example is refused before any form is read or email sent.
+        mailbox.clear()
+        refused = auth.client.post(
+            "/forgot-password", data={"email": KNOWN}, headers={"Host": "evil.example"}
+        )
+        assert refused.status_code == 400
+        refused.close()
+        assert mailbox.messages == []
+    finally:
+        with public.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
 def test_link_works_once_and_changes_the_password(app, client, auth, make_user, mailbox):
     make_user(KNOWN)
     ask(auth, KNOWN)

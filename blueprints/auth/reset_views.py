@@ -11,6 +11,7 @@ from blueprints.auth.forms import ForgotPasswordForm, ResetPasswordForm
 from blueprints.htmx import redirect_to, render
 from models import db
 from services import password_reset, sessions
+from services.links import external_url
 from services.password_reset import Link
 
 
@@ -69,7 +70,7 @@ def forgot_password_post() -> ResponseReturnValue:
         return _render_forgot(form, 422)
     outgoing = password_reset.request_link(
         form.email.data or "",
-        lambda token: url_for("auth.reset_password", token=token, _external=True),
+        lambda token: external_url("auth.reset_password", token=token),
     )
     response = _render_forgot(form, sent=True, address=(form.email.data or "").strip())
     if outgoing is not None:
@@ -108,6 +109,6 @@ def reset_password_post(token: str) -> ResponseReturnValue:
     flash("Your password has been changed. Sign in with your new password.", "success")
     response = redirect_to(url_for("auth.sign_in"))
     password_reset.send_after_response(
-        response, password_reset.changed_notice(link.user, url_for("auth.sign_in", _external=True))
+        response, password_reset.changed_notice(link.user, external_url("auth.sign_in"))
     )
     return response
