@@ -173,6 +173,6 @@ def test_external_url_uses_mfa_base_url_in_and_out_of_requests(make_host_app):
         assert external_url("auth.sign_in") == "https://mfa.clinic.example:8443/sign-in"
     with host_app.test_request_context("/", headers={"Host": "localhost"}):
         assert (
-            external_url("auth.reset_password", token="abc")
+            external_url("auth.open_reset_link", token="abc")
             == "https://mfa.clinic.example:8443/reset-password/abc"
         )
