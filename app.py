@@ -56,12 +56,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     except ValueError as exc:
         raise config.ConfigError(str(exc)) from exc
 
-    if app.config["MFA_TRUSTED_PROXIES"] > 0:
-        hops = app.config["MFA_TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    _init_hosts(app)
     # Outermost, so static files are answered before Flask (and ProxyFix) are involved.
     static_files.init_app(app, headers=SECURITY_HEADERS)
 
+    from blueprints import errors
+
+    # Before any extension's before-request hook: a refused Host must be answered before
+    # CSRF, sessions or the MFA guard run (they build URLs, and there is no URL adapter then).
+    errors.guard_requests(app)
     db.init_app(app)
     with app.app_context():
         _tune_database(db.engine)
@@ -87,8 +90,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(home_bp)
     app.register_blueprint(mfa_bp)
 
-    from blueprints import errors
-
     errors.register(app)
     app.after_request(_security_headers)
 
@@ -96,6 +97,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     cli.register(app)
     return app
+
+
+def _init_hosts(app: Flask) -> None:
+    """Which Host headers are answered (Flask's TRUSTED_HOSTS, SEC-3) and which proxy headers
+    are believed. X-Forwarded-Host only with MFA_TRUST_FORWARDED_HOST; the host it names must
+    still be a trusted one, since Flask checks the host after ProxyFix has replaced it."""
+    production = app.config["MFA_ENV"] == "production"
+    app.config["MFA_BASE_URL"] = config.base_url(app.config["MFA_BASE_URL"], production=production)
+    app.config["TRUSTED_HOSTS"] = config.trusted_hosts(app.config)
+    hops = app.config["MFA_TRUSTED_PROXIES"]
+    forwarded_host = app.config["MFA_TRUST_FORWARDED_HOST"]
+    if forwarded_host and hops < 1:
+        raise config.ConfigError(
+            "MFA_TRUST_FORWARDED_HOST needs MFA_TRUSTED_PROXIES: only a proxy's header is believed."
+        )
+    if hops > 0:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops if forwarded_host else 0
+        )
 
 
 def _tune_database(engine: Any) -> None:

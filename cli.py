@@ -29,6 +29,7 @@ from models import DEFAULT_ROLES, MfaFactor, MfaSetup, Role, SignInThrottle, Use
 from models.policy import MODES
 from models.user import ADMINISTRATOR
 from services import account, audit, crypto, mfa_guard, notify, policy, throttle
+from services.links import external_url
 from services.users import UserInputError, by_email, create_user
 
 users_cli = AppGroup("users", help="Create, list, unlock and reset staff users.")
@@ -150,7 +151,7 @@ def users_set_password(email: str, password_stdin: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     audit.record("password.changed", subject=user, via="cli")
     db.session.commit()
-    notify.password_changed(user, sign_in_url="", by_admin=True)
+    notify.password_changed(user, sign_in_url=external_url("auth.sign_in"), by_admin=True)
     db.session.commit()
     click.echo(f"Password changed for {user.email}; their sessions and devices are signed out.")
 

@@ -8,16 +8,25 @@ README.md's configuration table.
 from __future__ import annotations
 
 import os
+import re
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from services.localtime import server_zone_name
 
 
 class ConfigError(RuntimeError):
     """Raised at start-up when production configuration is missing or invalid."""
+
+
+DEVELOPMENT_BASE_URL = "http://127.0.0.1:5000"  # where `make run` serves
+DEVELOPMENT_HOSTS = ("127.0.0.1", "localhost")
+# One DNS label: letters, digits and inner hyphens, at most 63 characters (RFC 1035).
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -84,6 +93,14 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # a request. Idle timeout is therefore exact to within this much.
         "MFA_SESSION_TOUCH_EVERY": timedelta(seconds=60),
         "MFA_TRUSTED_PROXIES": _env_int("MFA_TRUSTED_PROXIES", 0),
+        # X-Forwarded-Host from the proxies above is honoured only when asked for: a proxy
+        # that passes the Host it was reached by needs nothing more.
+        "MFA_TRUST_FORWARDED_HOST": _env_bool("MFA_TRUST_FORWARDED_HOST", False),
+        # Links in emails are built from this, never from the request (SEC-4); its host, the
+        # extra names below, and in development loopback are the only hosts answered.
+        "MFA_BASE_URL": os.environ.get("MFA_BASE_URL")
+        or (None if production else DEVELOPMENT_BASE_URL),
+        "MFA_TRUSTED_HOSTS": os.environ.get("MFA_TRUSTED_HOSTS", ""),
         "MFA_DEFAULT_PHONE_REGION": os.environ.get("MFA_DEFAULT_PHONE_REGION", "AU"),
         # Password throttling (AUTH-1): free tries, then a doubling delay up to a cap.
         "MFA_PASSWORD_FREE_TRIES_PER_ACCOUNT": 5,
@@ -149,3 +166,62 @@ def load_secret_key(instance_path: str, production: bool) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     return key
+
+
+def _host_name(name: str, setting: str) -> str:
+    """``name`` as Host headers carry it (lower case, IDNA), or ConfigError."""
+    try:
+        ascii_name = name.strip().lower().encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ConfigError(f"{setting}: {name!r} is not a valid host name ({exc}).") from exc
+    labels = ascii_name.split(".")
+    if len(ascii_name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ConfigError(
+            f"{setting}: {name!r} is not a valid host name: use letters, digits, dots and "
+            "hyphens, at most 63 characters between dots."
+        )
+    return ascii_name
+
+
+def base_url(value: str | None, *, production: bool) -> str:
+    """MFA_BASE_URL checked, without a trailing slash: ``http(s)://host[:port]``."""
+    if not value:
+        if production:
+            raise ConfigError(
+                "MFA_BASE_URL is not set. Set it to the address staff open, e.g. "
+                "MFA_BASE_URL=https://mfa.clinic.example: links in emails are built from "
+                "it, and requests for any other host name are refused."
+            )
+        value = DEVELOPMENT_BASE_URL
+    problem = f"MFA_BASE_URL must look like https://mfa.clinic.example, got {value!r}"
+    parts = urlsplit(value.strip())
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{problem} (bad port).") from exc
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or ":" in parts.hostname  # IPv6: Werkzeug's trusted-host check cannot match it
+    ):
+        raise ConfigError(f"{problem}: a scheme and a host name, nothing after it.")
+    host = _host_name(parts.hostname, "MFA_BASE_URL")
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def trusted_hosts(settings: Mapping[str, Any]) -> list[str]:
+    """Flask's TRUSTED_HOSTS: MFA_BASE_URL's host, MFA_TRUSTED_HOSTS (comma separated names)
+    and, in development, loopback. Ports are not compared (Werkzeug ignores them)."""
+    extra = settings.get("MFA_TRUSTED_HOSTS") or ()
+    if isinstance(extra, str):
+        extra = extra.split(",")
+    names = [urlsplit(settings["MFA_BASE_URL"]).hostname or ""]
+    names += [_host_name(name, "MFA_TRUSTED_HOSTS") for name in extra if name.strip()]
+    if settings["MFA_ENV"] != "production":
+        names += DEVELOPMENT_HOSTS
+    return list(dict.fromkeys(names))

@@ -8,6 +8,10 @@ import ctypes
 import ctypes.util
 import os
 
+from gunicorn import glogging
+
+from services.links import redact_tokens
+
 wsgi_app = "app:create_app()"
 bind = os.environ.get("MFA_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -20,6 +24,19 @@ graceful_timeout = 10
 forwarded_allow_ips = "127.0.0.1,::1"
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+
+
+class RedactingLogger(glogging.Logger):
+    """gunicorn's logger, but a token in a path (a reset link opened and never followed to
+    the tokenless page) never reaches the access log: every text atom is redacted, so the
+    request line, the path, the Referer and any header or environ atom a later format adds."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {k: redact_tokens(v) if isinstance(v, str) else v for k, v in atoms.items()}
+
+
+logger_class = RedactingLogger
 
 M_MMAP_THRESHOLD = -3
 

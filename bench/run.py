@@ -323,6 +323,8 @@ def app_environment(database_url: str, tmp: Path) -> dict[str, str]:
         "MFA_HASH_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "MFA_MAIL_TRANSPORT": "console",
         "MFA_SECURE_COOKIES": "0",
+        # Required in production; the port does not matter to the trusted-host check.
+        "MFA_BASE_URL": f"http://{HOST}",
         # The keys come from the environment; should anything still look for a key file, it
         # finds this one rather than instance/'s.
         "MFA_KEYS_FILE": str(tmp / "mfa_keys.json"),

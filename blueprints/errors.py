@@ -1,14 +1,24 @@
-"""Error pages that work as full pages and as htmx partials, and the input guard (SEC-3)."""
+"""Error pages that work as full pages and as htmx partials, and the input guards (SEC-3)."""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, flash, g, request, url_for
+import contextlib
+
+from flask import Flask, Response, current_app, flash, g, make_response, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
+from markupsafe import escape
+from werkzeug.exceptions import (
+    BadHost,
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    SecurityError,
+)
 
-from blueprints.htmx import redirect_to, render
+from blueprints.htmx import VARY, redirect_to, render, wants_partial
 from models import db
+from services.links import redact_tokens
 from services.redirects import safe_next
 
 MESSAGES = {
@@ -26,20 +36,49 @@ MESSAGES = {
 }
 
 
-def _error_response(status: int, detail: str | None = None) -> ResponseReturnValue:
+BAD_HOST_HINT = "This server does not answer to that address. Use the clinic's own sign-in link."
+# What Flask raises while matching a request whose Host header is malformed (BadHost) or not
+# in TRUSTED_HOSTS (SecurityError); the request then has no URL adapter, so url_for fails.
+_HOST_REFUSED = (BadHost, SecurityError)
+
+
+def _error_response(status: int, detail: str | None = None) -> Response:
     title, hint = MESSAGES.get(status, MESSAGES[400])
-    return render(
-        "errors/page.html",
-        "errors/_error.html",
-        status,
-        code=status,
-        title=title,
-        hint=detail or hint,
+    context = {"code": status, "title": title, "hint": detail or hint}
+    try:
+        return render("errors/page.html", "errors/_error.html", status, **context)
+    except Exception:
+        # The full page builds URLs (none without a usable Host), reads the signed-in user
+        # (the database may be what failed) and renders templates: any of it may fail, and
+        # an error page must not. The plain page needs none of them.
+        with contextlib.suppress(Exception):
+            db.session.rollback()
+        if not isinstance(request.routing_exception, _HOST_REFUSED):
+            current_app.logger.exception("The %s error page could not be rendered", status)
+        return _plain_error_response(**context)
+
+
+def _plain_error_response(code: int, title: str, hint: str) -> Response:
+    """The error page without templates, url_for or the database: same words, same status."""
+    box = (
+        f'<div class="error-box" role="alert"><h1>{escape(title)}</h1><p>{escape(hint)}</p>'
+        f'<p class="muted">Error {code} · <a href="/">Go to the start page</a></p></div>'
     )
+    if not wants_partial():
+        box = (
+            '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(title)}</title></head><body><main>{box}</main></body></html>\n"
+        )
+    response = make_response(box, code)
+    response.vary.update(VARY)
+    return response
 
 
 def _http_error(exc: HTTPException) -> ResponseReturnValue:
     code = exc.code or 500
+    if isinstance(exc, _HOST_REFUSED):
+        return _error_response(400, BAD_HOST_HINT)
     return _error_response(code if code in MESSAGES else 400)
 
 
@@ -52,8 +91,18 @@ def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
 def _server_error(exc: Exception) -> ResponseReturnValue:
     # A half-done transaction must not leak into the error page's own queries.
     db.session.rollback()
-    current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+    current_app.logger.exception(
+        "Unhandled error on %s %s", request.method, redact_tokens(request.path)
+    )
     return _error_response(500)
+
+
+def _refuse_bad_host() -> None:
+    """Answer a malformed or untrusted Host with its 400 before any other hook runs: Flask
+    only raises it when it dispatches, after the before-request hooks, and those (CSRF,
+    sessions, the MFA guard's redirect) would fail or act without a usable host."""
+    if isinstance(request.routing_exception, _HOST_REFUSED):
+        raise request.routing_exception
 
 
 def _refuse_control_characters() -> None:
@@ -77,6 +126,12 @@ def _unauthorized() -> ResponseReturnValue:
     return redirect_to(url_for("auth.sign_in", next=target) if target else url_for("auth.sign_in"))
 
 
+def guard_requests(app: Flask) -> None:
+    """The input guards; called before any extension registers its own before-request hook."""
+    app.before_request(_refuse_bad_host)
+    app.before_request(_refuse_control_characters)
+
+
 def register(app: Flask) -> None:
     from app import login_manager
 
@@ -84,5 +139,4 @@ def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InternalServerError, _server_error)
     app.register_error_handler(Exception, _server_error)
-    app.before_request(_refuse_control_characters)
     login_manager.unauthorized_handler(_unauthorized)

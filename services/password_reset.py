@@ -126,15 +126,26 @@ def request_link(email: str, link_for: Callable[[str], str]) -> Outgoing | None:
     )
 
 
-def usable(token: str) -> Link | None:
-    """The link if it still works: known, unused, unexpired, and its account active."""
+def digest(token: str) -> bytes | None:
+    """The SHA-256 a token is stored under, or None for anything that cannot be one of ours."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
+    return _hash(token)
+
+
+def usable(token: str) -> Link | None:
+    """The link if it still works: known, unused, unexpired, and its account active."""
+    token_hash = digest(token)
+    return usable_by_digest(token_hash) if token_hash is not None else None
+
+
+def usable_by_digest(token_hash: bytes) -> Link | None:
+    """As ``usable``, for a link already traded for its digest (see ``reset_views``)."""
     found = db.session.execute(
         select(PasswordResetToken.id, User)
         .join(User, User.id == PasswordResetToken.user_id)
         .where(
-            PasswordResetToken.token_hash == _hash(token),
+            PasswordResetToken.token_hash == token_hash,
             PasswordResetToken.used_at.is_(None),
             PasswordResetToken.expires_at > utcnow(),
             User.active.is_(True),

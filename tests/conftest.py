@@ -33,6 +33,7 @@ PG_ADMIN_URL = os.environ.get(
 )
 PASSWORD = "correct horse battery staple"
 SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+BASE_URL = "http://localhost"
 
 
 def missing(reason: str) -> None:
@@ -66,6 +67,8 @@ def base_config(url: str, **extra: Any) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
         "MFA_CLINIC_NAME": "Harbour Clinic",
+        # The test client sends Host "localhost"; links in emails come from here.
+        "MFA_BASE_URL": BASE_URL,
         "MFA_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
         "MFA_HASH_KEY": TEST_HASH_KEY,
         "MFA_MAIL_TRANSPORT": "smtp",

@@ -42,10 +42,75 @@ def test_create_app_in_production_without_key_fails(monkeypatch):
         create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
 
 
+def test_production_without_base_url_stops_start_up(monkeypatch):
+    """Links in emails must not come from the request's Host, so production needs the
+    public address (SEC-4)."""
+    monkeypatch.setenv("MFA_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.delenv("MFA_BASE_URL", raising=False)
+    with pytest.raises(ConfigError, match=r"MFA_BASE_URL is not set\. Set it to the address"):
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "mfa.clinic.example",
+        "ftp://mfa.clinic.example",
+        "https://",
+        "https://mfa.clinic.example/mfa",
+        "https://mfa.clinic.example/?next=x",
+        "https://user:pass@mfa.clinic.example",
+        "https://mfa.clinic.example:99999",
+        "https://" + "a" * 64 + ".example",
+        "https://mfa..example",
+        "https://-mfa.example",
+        "http://[::1]:5000",
+    ],
+)
+def test_production_refuses_a_base_url_that_is_not_scheme_and_host(monkeypatch, value):
+    monkeypatch.setenv("MFA_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("MFA_BASE_URL", value)
+    with pytest.raises(ConfigError, match="MFA_BASE_URL"):
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+
+
+def test_extra_trusted_hosts_must_be_host_names(monkeypatch):
+    monkeypatch.setenv("MFA_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("MFA_BASE_URL", "https://mfa.clinic.example")
+    for bad in ("clinic-lan:8000", "https://clinic-lan", "a" * 64):
+        monkeypatch.setenv("MFA_TRUSTED_HOSTS", bad)
+        with pytest.raises(ConfigError, match="MFA_TRUSTED_HOSTS"):
+            create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+
+
+def test_forwarded_host_needs_a_trusted_proxy(monkeypatch):
+    monkeypatch.setenv("MFA_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("MFA_BASE_URL", "https://mfa.clinic.example")
+    monkeypatch.setenv("MFA_TRUST_FORWARDED_HOST", "1")
+    monkeypatch.delenv("MFA_TRUSTED_PROXIES", raising=False)
+    with pytest.raises(ConfigError, match="MFA_TRUSTED_PROXIES"):
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+
+
+def test_development_base_url_and_hosts_default_to_loopback(monkeypatch):
+    monkeypatch.setenv("MFA_ENV", "development")
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.delenv("MFA_BASE_URL", raising=False)
+    monkeypatch.delenv("MFA_TRUSTED_HOSTS", raising=False)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    assert app.config["MFA_BASE_URL"] == "http://127.0.0.1:5000"
+    assert app.config["TRUSTED_HOSTS"] == ["127.0.0.1", "localhost"]
+
+
 def test_database_url_from_environment(monkeypatch, tmp_path):
     url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("MFA_BASE_URL", "https://mfa.clinic.example")
     app = create_app({})
     assert app.config["SQLALCHEMY_DATABASE_URI"] == url
 
@@ -53,6 +118,7 @@ def test_database_url_from_environment(monkeypatch, tmp_path):
 def test_default_database_is_sqlite_in_instance(monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("MFA_BASE_URL", "https://mfa.clinic.example")
     app = create_app({})
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     assert uri == f"sqlite:///{Path(app.instance_path) / 'clinic-mfa.sqlite3'}"

@@ -53,8 +53,20 @@ def link_in(mailbox, address: str = KNOWN) -> str:
     return urlsplit(url).path
 
 
+def open_link(client, path: str):
+    """Open an emailed link as a browser does: the first request trades the token for state
+    in the session and sends the browser to /reset-password; returns the page shown there."""
+    opened = client.get(path)
+    assert opened.status_code == 303
+    assert opened.headers["Location"] == "/reset-password"
+    assert opened.headers["Referrer-Policy"] == "no-referrer"
+    return client.get("/reset-password")
+
+
 def reset(auth: AuthActions, path: str, password: str = NEW_PASSWORD, confirm: str | None = None):
-    response = auth.post(path, {"password": password, "confirm": confirm or password})
+    """Open the link, then post the new password from the page it led to."""
+    open_link(auth.client, path)
+    response = auth.post("/reset-password", {"password": password, "confirm": confirm or password})
     response.get_data()
     response.close()
     return response
@@ -159,8 +171,8 @@ def test_a_new_link_voids_the_earlier_one(auth, make_user, mailbox):
     ask(auth, KNOWN)
     second = link_in(mailbox)
     assert first != second
-    assert auth.client.get(first).status_code == 410
-    assert auth.client.get(second).status_code == 200
+    assert open_link(auth.client, first).status_code == 410
+    assert open_link(auth.client, second).status_code == 200
 
 
 def test_at_most_five_emails_an_hour(app, auth, make_user, mailbox):
@@ -174,7 +186,7 @@ def test_at_most_five_emails_an_hour(app, auth, make_user, mailbox):
         # The sixth answer is the same as the others, and the fifth link still works.
         assert _comparable(responses[5]) == _comparable(responses[0])
         assert len(events(app, "password_reset.throttled")) == 1
-        assert auth.client.get(link_in(mailbox)).status_code == 200
+        assert open_link(auth.client, link_in(mailbox)).status_code == 200
         # A rolling hour: once the first request is an hour old, one more may go.
         clock.shift(timedelta(minutes=55))
         ask(auth, KNOWN)
@@ -213,14 +225,95 @@ def test_mail_server_down_same_page_no_500_and_audited(database_url, app, make_u
 def test_reset_form_fields_and_headers(auth, make_user, mailbox):
     make_user(KNOWN)
     ask(auth, KNOWN)
-    page = auth.client.get(link_in(mailbox))
+    page = open_link(auth.client, link_in(mailbox))
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert html.count('autocomplete="new-password"') == 2
     assert "At least 12 characters" in html
     assert KNOWN in html
+    assert 'action="/reset-password"' in html and 'hx-post="/reset-password"' in html
     assert page.headers["Cache-Control"] == "no-store"
-    assert page.headers["Referrer-Policy"] == "same-origin"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_opening_the_link_takes_the_token_out_of_the_url(app, auth, make_user, mailbox):
+    """The token is traded for session state on the first request (SEC-4): the page where
+    the password is chosen, its form and the cookie carry no token, and a browser that did
+    not open the link gets nothing from /reset-password."""
+    make_user(KNOWN)
+    ask(auth, KNOWN)
+    path = link_in(mailbox)
+    token = path.rsplit("/", 1)[1]
+    page = open_link(auth.client, path)
+    assert page.status_code == 200 and page.request.path == "/reset-password"
+    assert token not in page.get_data(as_text=True)
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    cookie = auth.client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None and token not in cookie.value
+    # Another browser, without the opened link, sees the dead-link page and cannot post.
+    other = AuthActions(app.test_client())
+    assert other.client.get("/reset-password").status_code == 410
+    assert reset_without_link(other).status_code == 410
+    assert reset(auth, path).status_code == 303
+
+
+def reset_without_link(auth: AuthActions):
+    return auth.post(
+        "/reset-password",
+        {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+        page="/forgot-password",
+    )
+
+
+def test_a_dead_link_redirects_then_answers_410(auth, make_user, mailbox):
+    """Unknown, mistyped or spent: the token leaves the URL as well, and a dead link opened
+    after a good one replaces it (the last link opened decides)."""
+    make_user(KNOWN)
+    ask(auth, KNOWN)
+    good = link_in(mailbox)
+    assert open_link(auth.client, good).status_code == 200
+    dead = open_link(auth.client, "/reset-password/" + "A" * 43)
+    assert dead.status_code == 410
+    assert "This link has expired or was already used" in dead.get_data(as_text=True)
+    assert dead.headers["Referrer-Policy"] == "no-referrer"
+    assert reset_without_link(auth).status_code == 410
+    assert open_link(auth.client, good).status_code == 200
+
+
+def test_email_links_come_from_mfa_base_url_whatever_the_host(
+    database_url, app, make_user, mailbox
+):
+    """SEC-4: the reset link and the password-changed notice point at MFA_BASE_URL, not at
+    the Host the request came with, even a trusted one; an untrusted Host gets no email."""
+    make_user(KNOWN)
+    public = make_app(
+        database_url, MFA_BASE_URL="https://mfa.clinic.example", MFA_TRUSTED_HOSTS="localhost"
+    )
+    try:
+        auth = AuthActions(public.test_client())  # Host: localhost, a trusted name
+        assert ask(auth, KNOWN).status_code == 200
+        (message,) = mailbox.to(KNOWN)
+        text = mailbox.text(message)
+        assert re.search(r"https://mfa\.clinic\.example/reset-password/[A-Za-z0-9_-]{43}\b", text)
+        assert "localhost" not in text
+        html = message.get_body(preferencelist=("html",)).get_content()
+        assert 'href="https://mfa.clinic.example/reset-password/' in html
+        assert "localhost" not in html
+        assert reset(auth, link_in(mailbox)).status_code == 303
+        notice = mailbox.text(mailbox.to(KNOWN)[-1])
+        assert "Sign in: https://mfa.clinic.example/sign-in" in notice
+        # Host: evil.example is refused before any form is read or email sent.
+        mailbox.clear()
+        refused = auth.client.post(
+            "/forgot-password", data={"email": KNOWN}, headers={"Host": "evil.example"}
+        )
+        assert refused.status_code == 400
+        refused.close()
+        assert mailbox.messages == []
+    finally:
+        with public.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 def test_link_works_once_and_changes_the_password(app, client, auth, make_user, mailbox):
@@ -234,7 +327,7 @@ def test_link_works_once_and_changes_the_password(app, client, auth, make_user, 
         "/sign-in"
     ).get_data(as_text=True)
     # Second use refused, by GET and by POST.
-    again = client.get(path)
+    again = open_link(client, path)
     assert again.status_code == 410
     assert "This link has expired or was already used" in again.get_data(as_text=True)
     assert 'href="/forgot-password"' in again.get_data(as_text=True)
@@ -260,9 +353,9 @@ def test_user_is_told_the_password_changed(auth, make_user, mailbox):
 def test_htmx_reset_redirects_with_hx_redirect(auth, make_user, mailbox):
     make_user(KNOWN)
     ask(auth, KNOWN)
-    path = link_in(mailbox)
+    open_link(auth.client, link_in(mailbox))
     response = auth.post(
-        path,
+        "/reset-password",
         {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
         headers={"HX-Request": "true"},
     )
@@ -277,9 +370,10 @@ def test_link_expires_after_30_minutes(auth, make_user, mailbox):
         ask(auth, KNOWN)
         path = link_in(mailbox)
         clock.shift(timedelta(minutes=29, seconds=59))
-        assert auth.client.get(path).status_code == 200
+        assert open_link(auth.client, path).status_code == 200
         clock.shift(timedelta(seconds=1))
-        assert auth.client.get(path).status_code == 410
+        assert auth.client.get("/reset-password").status_code == 410  # the opened link too
+        assert open_link(auth.client, path).status_code == 410
         assert reset(auth, path).status_code == 410
     assert auth.login(KNOWN, NEW_PASSWORD).status_code == 422
 
@@ -364,7 +458,7 @@ def test_database_holds_no_raw_token(app, auth, make_user, mailbox):
     ask(auth, KNOWN)
     path = link_in(mailbox)
     token = path.rsplit("/", 1)[1]
-    auth.client.get(path)
+    open_link(auth.client, path)
     reset(auth, path, "too short", "too short")  # a failed try leaves nothing behind either
     dump = dump_everything(app)
     assert token not in dump and token.lower() not in dump.lower()
@@ -391,7 +485,8 @@ def test_too_short_password_422(auth, make_user, mailbox):
     response = reset(auth, path, "short", "short")
     assert response.status_code == 422
     assert "Use at least 12 characters." in response.get_data(as_text=True)
-    assert auth.client.get(path).status_code == 200
+    assert auth.client.get("/reset-password").status_code == 200
+    assert open_link(auth.client, path).status_code == 200
     assert auth.login(KNOWN, PASSWORD).status_code == 303
 
 
@@ -420,7 +515,7 @@ def test_link_of_switched_off_account_refused(app, auth, make_user, mailbox):
 
         db.session.get(User, user_id).active = False
         db.session.commit()
-    assert auth.client.get(path).status_code == 410
+    assert open_link(auth.client, path).status_code == 410
     assert reset(auth, path).status_code == 410
 
 
@@ -439,14 +534,13 @@ def test_link_of_switched_off_account_refused(app, auth, make_user, mailbox):
 )
 def test_hostile_tokens_get_a_clear_4xx(auth, token):
     path = f"/reset-password/{token}"
-    page = auth.client.get(path)
+    page = auth.client.get(path, follow_redirects=True)
     assert 400 <= page.status_code < 500
-    response = auth.client.post(
-        path,
-        data={
-            "csrf_token": auth.csrf_token("/forgot-password"),
-            "password": NEW_PASSWORD,
-            "confirm": NEW_PASSWORD,
-        },
-    )
-    assert 400 <= response.status_code < 500
+    assert token not in page.request.path  # a redirect, if any, left the token behind
+    form = {
+        "csrf_token": auth.csrf_token("/forgot-password"),
+        "password": NEW_PASSWORD,
+        "confirm": NEW_PASSWORD,
+    }
+    assert 400 <= auth.client.post(path, data=form).status_code < 500
+    assert auth.client.post("/reset-password", data=form).status_code == 410

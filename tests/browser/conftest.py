@@ -74,6 +74,7 @@ def live_server(live_database, smtp_server, sms_server) -> Iterator[LiveServer]:
             SESSION_COOKIE_SECURE=False,
             SESSION_COOKIE_NAME="session",
             WTF_CSRF_SSL_STRICT=False,
+            MFA_TRUSTED_HOSTS="127.0.0.1",  # the live server's address
         )
     )
     with app.app_context():
