@@ -7,18 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, request
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
+from extensions import csrf, login_manager
 from models import db
 from services import localtime, static_files
 from services.mail import mail
-
-csrf = CSRFProtect()
-login_manager = LoginManager()
 
 # No inline script or style anywhere; htmx's own indicator styles are switched off in
 # base.html's htmx-config so this policy holds.

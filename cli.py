@@ -28,7 +28,7 @@ from sqlalchemy.orm import undefer
 from models import DEFAULT_ROLES, MfaFactor, MfaSetup, Role, SignInThrottle, User, db
 from models.policy import MODES
 from models.user import ADMINISTRATOR
-from services import account, audit, crypto, mfa_guard, notify, policy, throttle
+from services import account, audit, crypto, notify, policy, throttle, wrong_codes
 from services.links import external_url
 from services.users import UserInputError, by_email, create_user
 
@@ -120,7 +120,7 @@ def users_unlock(email: str) -> None:
     )
     user = by_email(email)
     if user is not None:
-        mfa_guard.unlock(user)
+        wrong_codes.unlock(user)
     audit.record("user.unlocked", subject=user, via="cli")
     db.session.commit()
     click.echo(f"Unlocked {email.strip().lower()}.")

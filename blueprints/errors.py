@@ -17,6 +17,7 @@ from werkzeug.exceptions import (
 )
 
 from blueprints.htmx import VARY, redirect_to, render, wants_partial
+from extensions import login_manager
 from models import db
 from services.links import redact_tokens
 from services.redirects import safe_next
@@ -133,8 +134,6 @@ def guard_requests(app: Flask) -> None:
 
 
 def register(app: Flask) -> None:
-    from app import login_manager
-
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InternalServerError, _server_error)

@@ -7,7 +7,7 @@ from flask import flash
 from models import MfaFactor, UserSession
 from models.codes import PURPOSE_SIGN_IN
 from models.factors import EMAIL, SMS, TOTP
-from services import codes, mfa_guard
+from services import codes, wrong_codes
 from services.mail import DeliveryError
 
 CODE_CHANNELS = (EMAIL, SMS)
@@ -28,7 +28,7 @@ def deliver_sign_in_code(row: UserSession, factor: MfaFactor) -> bool:
     it ends, and a code that cannot be used would only train people to ignore them (FAC-6).
     """
     assert factor.target is not None
-    if mfa_guard.lock_of(row.user) is not None:
+    if wrong_codes.lock_of(row.user) is not None:
         return False
     try:
         sent = codes.send_code(

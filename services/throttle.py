@@ -122,7 +122,7 @@ def record_wrong_code(ip: str) -> None:
     """Count a wrong second-factor code from ``ip``, whichever account it was for (FAC-6).
 
     The limit-th wrong code within the window blocks the address for the window; while
-    blocked, ``mfa_guard.reserve`` compares no code from it (it reads ``blocked_until``).
+    blocked, ``wrong_codes.reserve`` compares no code from it (it reads ``blocked_until``).
     """
     cfg = current_app.config
     now, window = utcnow(), cfg["MFA_WRONG_CODES_ADDRESS_WINDOW"]

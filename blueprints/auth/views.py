@@ -15,12 +15,12 @@ from models.types import utcnow
 from services import audit, policy, sessions, signin, throttle
 from services.challenge import CODE_CHANNELS, deliver_sign_in_code
 from services.client import client_ip
-from services.mfa_guard import ADMIN_LOCK_RETRY_AFTER
 from services.passwords import hash_password, needs_rehash, verify_password
 from services.redirects import safe_next
 from services.signin import Next
 from services.users import by_email
 from services.wording import plural
+from services.wrong_codes import ADMIN_LOCK_RETRY_AFTER
 
 GENERIC_ERROR = "That email address and password do not match an account."
 

@@ -21,7 +21,7 @@ from models.codes import PURPOSE_SIGN_IN
 from models.factors import TOTP
 from models.sessions import STEP_CHALLENGE
 from models.types import utcnow
-from services import audit, codes, factors, mfa_guard, notify, policy, sessions, signin, totp
+from services import audit, codes, factors, notify, policy, sessions, signin, totp, wrong_codes
 from services import recovery as recovery_codes
 from services.challenge import CODE_CHANNELS, SWITCH_LABELS, deliver_sign_in_code
 from services.devices import remember, revoke_all
@@ -47,7 +47,7 @@ def _back_to_sign_in() -> ResponseReturnValue:
     return redirect_to(url_for("auth.sign_in"))
 
 
-def _lock_message(lock: mfa_guard.Lock) -> str:
+def _lock_message(lock: wrong_codes.Lock) -> str:
     if lock.until is None:
         return "Your sign-in codes are locked. Ask your clinic's administrator to unlock them."
     minutes = max(1, math.ceil((lock.until - utcnow()).total_seconds() / 60))
@@ -73,7 +73,7 @@ def _render(row: UserSession, form, template: str, status: int = 200, **ctx) -> 
     clinic = policy.current()
     factor = _factor(row)
     usable = signin.usable_factors(row.user, clinic)
-    lock = mfa_guard.lock_of(row.user)
+    lock = wrong_codes.lock_of(row.user)
     return render(
         f"mfa/{template}.html",
         f"mfa/_{template}_form.html",
@@ -97,7 +97,7 @@ def _render(row: UserSession, form, template: str, status: int = 200, **ctx) -> 
 
 
 def _refused(
-    row: UserSession, form, template: str, refused: mfa_guard.Refused
+    row: UserSession, form, template: str, refused: wrong_codes.Refused
 ) -> ResponseReturnValue:
     """No code was compared: the sign-in has used its tries, the factor is locked, or the
     client address has sent too many wrong codes (429 with Retry-After)."""
@@ -124,14 +124,14 @@ def _refused(
 
 def _failed(
     row: UserSession,
-    reserved: mfa_guard.Reserved,
+    reserved: wrong_codes.Reserved,
     method: str,
     form,
     template: str,
     message: str,
 ) -> ResponseReturnValue:
     """The reserved try was wrong (FAC-6); end the pending sign-in when its tries are used up."""
-    outcome = mfa_guard.record_failure(row, method, reserved)
+    outcome = wrong_codes.record_failure(row, method, reserved)
     if outcome.sign_in_ended:
         flash(
             _lock_message(outcome.lock)
@@ -145,7 +145,7 @@ def _failed(
 
 def _signed_in(row: UserSession, method: str, remember_device: bool) -> ResponseReturnValue:
     user = row.user
-    mfa_guard.record_success(user)
+    wrong_codes.record_success(user)
     audit.record("sign_in.succeeded", actor=user, subject=user, method=method)
     response = redirect_to(row.pending_next or url_for("home.index"))
     days = policy.remember_days_for(user, policy.current())
@@ -180,8 +180,8 @@ def challenge_post() -> ResponseReturnValue:
     if row is None:
         return _back_to_sign_in()
     form = ChallengeForm()
-    reserved = mfa_guard.reserve(row)
-    if isinstance(reserved, mfa_guard.Refused):
+    reserved = wrong_codes.reserve(row)
+    if isinstance(reserved, wrong_codes.Refused):
         return _refused(row, form, "challenge", reserved)
     factor = _factor(row)
     # A malformed code is compared as no code: it is a wrong try like any other.
@@ -260,8 +260,8 @@ def recovery_post() -> ResponseReturnValue:
     if row is None:
         return _back_to_sign_in()
     form = RecoveryCodeForm()
-    reserved = mfa_guard.reserve(row)
-    if isinstance(reserved, mfa_guard.Refused):
+    reserved = wrong_codes.reserve(row)
+    if isinstance(reserved, wrong_codes.Refused):
         return _refused(row, form, "recovery", reserved)
     user = row.user
     code = form.code.data if form.validate() else None
