@@ -110,6 +110,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MFA_PASSWORD_IP_WINDOW": timedelta(hours=1),
         # Second factor (FAC, AUTH-3).
         "MFA_PENDING_SIGN_IN_FOR": timedelta(minutes=5),
+        # Changing factors or settings needs a password or code entered this recently (ACC-3).
+        "MFA_FRESH_AUTH_FOR": timedelta(minutes=10),
         "MFA_WRONG_CODES_PER_SIGN_IN": 5,
         "MFA_WRONG_CODES_BEFORE_LOCK": 10,
         "MFA_LOCK_FOR": timedelta(minutes=15),

@@ -21,7 +21,8 @@ SMS = "sms"
 
 class MfaFactor(Base):
     __tablename__ = "mfa_factors"
-    __table_args__ = (Index("ix_mfa_factors_user_kind", "user_id", "kind"),)
+    # One factor per kind: a new one replaces the old only once proved (services/enrolment).
+    __table_args__ = (Index("ix_mfa_factors_user_kind", "user_id", "kind", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -56,6 +57,8 @@ class MfaSetup(Base):
     secret_encrypted: Mapped[str | None] = mapped_column(Text)
     # Email and SMS: the address or number being confirmed.
     target: Mapped[str | None] = mapped_column(String(254))
+    # SMS: the person asked for the number being confirmed to become their profile's.
+    target_to_profile: Mapped[bool] = mapped_column(default=False)
     recovery_codes_encrypted: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -53,6 +53,9 @@ class UserSession(Base):
     failed_codes: Mapped[int] = mapped_column(default=0)
     # How the second step was satisfied: "totp", "recovery", "device", "none", ...
     mfa_method: Mapped[str | None] = mapped_column(String(16))
+    # When the person last proved who they are here (password or code): changes to their
+    # factors and settings need this to be recent (ACC-3, services/sessions.is_fresh).
+    fresh_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 

@@ -6,51 +6,26 @@ from flask import flash
 
 from models import MfaFactor, UserSession
 from models.codes import PURPOSE_SIGN_IN
-from models.factors import EMAIL, SMS, TOTP
-from services import codes, wrong_codes
-from services.mail import DeliveryError
-
-CODE_CHANNELS = (EMAIL, SMS)
-
-# How each method is offered as "another way" on the challenge page.
-SWITCH_LABELS = {
-    TOTP: "Use your authenticator app instead",
-    EMAIL: "Email me a code instead",
-    SMS: "Text me a code instead",
-}
+from services import codes, factor_kinds, wrong_codes
 
 
-def deliver_sign_in_code(row: UserSession, factor: MfaFactor) -> bool:
-    """Send a sign-in code for ``factor``, bound to this pending sign-in. On refusal or
-    failure, flash what happened and what to do; the caller shows the challenge either way.
-
-    Nothing is sent while the second factor is locked: the challenge shows the lock and when
-    it ends, and a code that cannot be used would only train people to ignore them (FAC-6).
-    """
-    assert factor.target is not None
+def deliver_sign_in_code(row: UserSession, factor: MfaFactor) -> codes.SendResult | None:
+    """Send a sign-in code for ``factor``, bound to this pending sign-in, and flash what
+    happened (sent, or why not and what to do). None when nothing was tried: the kind sends
+    no codes, or the second factor is locked (the challenge shows the lock and when it ends;
+    a code that cannot be used would only train people to ignore them, FAC-6)."""
+    kind = factor_kinds.get(factor.kind)
+    if not isinstance(kind, factor_kinds.CodeSendingKind) or factor.target is None:
+        return None
     if wrong_codes.lock_of(row.user) is not None:
-        return False
-    try:
-        sent = codes.send_code(
-            row.user,
-            channel=factor.kind,
-            target=factor.target,
-            purpose=PURPOSE_SIGN_IN,
-            session_id=row.id,
-        )
-    except codes.SendRefused as refused:
-        flash(refused.message, "error")
-        return False
-    except DeliveryError:
-        what = "email" if factor.kind == EMAIL else "text message"
-        flash(
-            f"We could not send the {what} just now. Try again in a minute, or use another way "
-            "below.",
-            "error",
-        )
-        return False
-    flash(
-        f"We sent a code to {sent.shown_as}. It expires in {sent.expires_in_minutes} minutes.",
-        "info",
+        return None
+    result = codes.send_code(
+        row.user, kind=kind, target=factor.target, purpose=PURPOSE_SIGN_IN, session_id=row.id
     )
-    return True
+    if isinstance(result, codes.Sent):
+        flash(result.message, "info")
+    elif isinstance(result, codes.Failed):
+        flash(f"{result.message} Try again in a minute, or use another way below.", "error")
+    else:
+        flash(result.message, "error")
+    return result

@@ -12,29 +12,40 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from flask import current_app, render_template
+from flask import current_app
 from sqlalchemy import case, delete, func, select, update
 
 from models import OneTimeCode, User, db
-from models.factors import EMAIL, SMS
 from models.types import utcnow
-from services import audit, notify, policy
+from services import audit, policy
 from services.crypto import keyed_hash
-from services.mail import DeliveryError, send
-from services.sms import mask_number, send_sms
+from services.mail import DeliveryError
 from services.wording import plural
+
+if TYPE_CHECKING:  # the kinds use this module to check codes; it only calls them
+    from services.factor_kinds import CodeSendingKind
 
 DIGITS = 6
 
 
-class SendRefused(Exception):
-    """A send the limits do not allow; ``message`` is for the person, ``retry_after`` seconds."""
+@dataclass(frozen=True)
+class Refused:
+    """The limits do not allow a send now: wait ``retry_after`` seconds (HTTP 429)."""
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
+    message: str
+    retry_after: int
+    status: int = 429
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The mail server or SMS gateway did not take the code; nothing was kept (HTTP 503).
+    ``message`` says what failed; the caller adds the way forward that fits its page."""
+
+    message: str
+    status: int = 503
 
 
 @dataclass(frozen=True)
@@ -43,34 +54,43 @@ class Sent:
     shown_as: str  # the masked address or number, for "We sent a code to ..."
     expires_in_minutes: int
 
+    @property
+    def message(self) -> str:
+        return (
+            f"We sent a code to {self.shown_as}. It expires in "
+            f"{plural(self.expires_in_minutes, 'minute')}."
+        )
 
-def mask_email(address: str) -> str:
-    local, _, domain = address.partition("@")
-    return f"{local[:1]}{'*' * max(3, len(local) - 1)}@{domain}"
 
-
-def shown_as(channel: str, target: str) -> str:
-    return mask_number(target) if channel == SMS else mask_email(target)
+SendResult = Sent | Refused | Failed
 
 
 def _hash(user_id: int, purpose: str, target: str, code: str) -> bytes:
     return keyed_hash(f"otc:{user_id}:{purpose}:{target}:{code}")
 
 
-def _active(user_id: int, purpose: str, target: str, session_id: int | None, now: datetime):
-    """The WHERE clause of the one code that can still be used."""
+def _active(user_id: int, purpose: str, target: str | None, session_id: int | None, now: datetime):
+    """The WHERE clause of the one code that can still be used (to ``target``, if given)."""
     conditions = [
         OneTimeCode.user_id == user_id,
         OneTimeCode.purpose == purpose,
-        OneTimeCode.target == target,
         OneTimeCode.used_at.is_(None),
         OneTimeCode.voided_at.is_(None),
         OneTimeCode.expires_at > now,
         OneTimeCode.wrong_tries < current_app.config["MFA_CODE_WRONG_TRIES"],
     ]
+    if target is not None:
+        conditions.append(OneTimeCode.target == target)
     if session_id is not None:
         conditions.append(OneTimeCode.session_id == session_id)
     return conditions
+
+
+def has_active_code(user_id: int, purpose: str, session_id: int | None) -> bool:
+    """Whether a code that can still be used is out there: the challenge asks for one only
+    then, and otherwise says that nothing was sent."""
+    conditions = _active(user_id, purpose, None, session_id, utcnow())
+    return db.session.scalar(select(OneTimeCode.id).where(*conditions).limit(1)) is not None
 
 
 def seconds_until_resend(user_id: int, purpose: str, session_id: int | None = None) -> int:
@@ -95,11 +115,11 @@ def seconds_until_resend(user_id: int, purpose: str, session_id: int | None = No
 
 def _check_limits(
     user: User, target: str, purpose: str, session_id: int | None, now: datetime
-) -> None:
+) -> Refused | None:
     cfg = current_app.config
     wait = seconds_until_resend(user.id, purpose, session_id)
     if wait:
-        raise SendRefused(
+        return Refused(
             f"Please wait {plural(wait, 'second')} before asking for another code.", wait
         )
     hour_ago = now - timedelta(hours=1)
@@ -121,17 +141,23 @@ def _check_limits(
             )
         )
         retry = int(((oldest or now) + timedelta(hours=1) - now).total_seconds()) + 1
-        raise SendRefused(
+        return Refused(
             "Too many codes were sent in the last hour. Use another way to sign in, or try "
             f"again in {plural(max(1, math.ceil(retry / 60)), 'minute')}.",
             retry,
         )
+    return None
 
 
 def send_code(
-    user: User, *, channel: str, target: str, purpose: str, session_id: int | None = None
-) -> Sent:
-    """Make, store and deliver a new code. Raises SendRefused (limits) or DeliveryError.
+    user: User,
+    *,
+    kind: CodeSendingKind,
+    target: str,
+    purpose: str,
+    session_id: int | None = None,
+) -> SendResult:
+    """Make, store and have ``kind`` deliver a new code: Sent, Refused (limits) or Failed.
 
     The user's row is locked while the limits are checked, so two racing requests cannot both
     squeeze under them. The row is committed before delivery (a slow mail server must not hold
@@ -139,7 +165,10 @@ def send_code(
     """
     now = utcnow()
     db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
-    _check_limits(user, target, purpose, session_id, now)
+    refused = _check_limits(user, target, purpose, session_id, now)
+    if refused is not None:
+        db.session.rollback()  # let go of the user's row
+        return refused
     minutes = policy.current().code_valid_minutes
     code = f"{secrets.randbelow(10**DIGITS):0{DIGITS}d}"
     db.session.execute(
@@ -156,7 +185,7 @@ def send_code(
         user_id=user.id,
         session_id=session_id,
         purpose=purpose,
-        channel=channel,
+        channel=kind.name,
         target=target,
         code_hash=_hash(user.id, purpose, target, code),
         created_at=now,
@@ -165,46 +194,17 @@ def send_code(
     db.session.add(row)
     db.session.commit()
     try:
-        _deliver(user, channel, target, purpose, code, minutes)
+        kind.deliver(user, target, purpose=purpose, code=code, minutes=minutes)
     except DeliveryError as exc:
         db.session.execute(delete(OneTimeCode).where(OneTimeCode.id == row.id))
         audit.record(
-            "mfa.code_delivery_failed", subject=user, channel=channel, error=str(exc)[:200]
+            "mfa.code_delivery_failed", subject=user, channel=kind.name, error=str(exc)[:200]
         )
         db.session.commit()
-        raise
-    audit.record("mfa.code_sent", subject=user, channel=channel, purpose=purpose)
+        return Failed(f"We could not send the {kind.noun} just now.")
+    audit.record("mfa.code_sent", subject=user, channel=kind.name, purpose=purpose)
     db.session.commit()
-    return Sent(channel=channel, shown_as=shown_as(channel, target), expires_in_minutes=minutes)
-
-
-def _deliver(user: User, channel: str, target: str, purpose: str, code: str, minutes: int) -> None:
-    clinic = current_app.config["MFA_CLINIC_NAME"]
-    if channel == EMAIL:
-        subject = (
-            f"Your {clinic} sign-in code"
-            if purpose == "sign_in"
-            else f"Confirm your email for {clinic}"
-        )
-        send(
-            target,
-            subject,
-            "code",
-            user=user,
-            code=code,
-            minutes=minutes,
-            purpose=purpose,
-            clinic=clinic,
-            support=policy.current().support_contact,
-            **notify.where_and_when(),
-        )
-    elif channel == SMS:
-        send_sms(
-            target,
-            render_template("sms/code.txt", code=code, minutes=minutes, clinic=clinic).strip(),
-        )
-    else:  # pragma: no cover - guarded by the callers
-        raise DeliveryError(f"unknown channel {channel}")
+    return Sent(channel=kind.name, shown_as=kind.shown_as(target) or "", expires_in_minutes=minutes)
 
 
 def verify(

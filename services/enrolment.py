@@ -1,17 +1,22 @@
 """The setup wizard's rules (WIZ): which stage a setup is at and how it moves.
 
 The stage lives in the ``mfa_setups`` row, so a client cannot skip a step by editing a form
-or a URL; each move is a conditional UPDATE on the stage it expects.
+or a URL; each move is a conditional UPDATE on the stage it expects. What comes next after a
+stage is decided here, not in the views.
+
+One factor per kind (a unique (user, kind) rule in the database): setting up a kind the user
+already has replaces the old factor only once the new one is proved, so a person moving the
+authenticator to a new phone keeps signing in with the old one until the new one works.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select, update
 
 from models import MfaFactor, MfaSetup, User, db
-from models.codes import PURPOSE_SETUP
-from models.factors import SMS, TOTP
-from services import codes, crypto, recovery, totp
+from services import crypto, factor_kinds, recovery
 
 SCAN = "scan"  # secret made, waiting for a code that proves the app has it
 CONFIRM = "confirm"  # email/SMS: the address or number to confirm
@@ -19,29 +24,46 @@ CODE = "code"  # email/SMS: a code was sent, waiting for it to come back
 RECOVERY = "recovery"  # factor enrolled, recovery codes to show
 REMEMBER = "remember"  # offer to remember this device
 DONE = "done"
+BEFORE_PROOF = (SCAN, CONFIRM, CODE)
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """A proved factor: ``replaced`` when it took the place of one of the same kind;
+    ``profile_number`` when the proved mobile number also became the profile's."""
+
+    kind: factor_kinds.FactorKind
+    replaced: bool
+    profile_number: str | None = None
 
 
 def current(user_id: int) -> MfaSetup | None:
     return db.session.scalar(select(MfaSetup).where(MfaSetup.user_id == user_id))
 
 
-def begin(user: User, kind: str) -> MfaSetup:
-    """Start (or start again): a new secret replaces any setup in progress."""
+def begin(user: User, kind_name: str) -> MfaSetup:
+    """Start (or start again): a new secret replaces any setup in progress; the user's
+    enrolled factors are untouched until the new one is proved."""
+    kind = factor_kinds.get(kind_name)
     setup = current(user.id)
     if setup is None:
         setup = MfaSetup(user_id=user.id)
         db.session.add(setup)
-    setup.kind = kind
-    setup.stage = SCAN if kind == TOTP else CONFIRM
-    setup.secret_encrypted = crypto.encrypt(totp.new_secret()) if kind == TOTP else None
+    setup.kind = kind.name
+    setup.stage = kind.first_stage
+    setup.secret_encrypted = None
     setup.target = None
+    setup.target_to_profile = False
     setup.recovery_codes_encrypted = None
+    kind.start_setup(setup)
     return setup
 
 
-def code_sent(setup: MfaSetup, target: str) -> None:
-    """The address or number is chosen and a code is on its way to it."""
+def code_sent(setup: MfaSetup, target: str, *, to_profile: bool = False) -> None:
+    """The address or number is chosen and a code is on its way to it. ``to_profile``: the
+    person asked for this number to become their profile's once proved."""
     setup.target = target
+    setup.target_to_profile = to_profile
     setup.stage = CODE
 
 
@@ -50,42 +72,46 @@ def secret_of(setup: MfaSetup) -> str:
     return crypto.decrypt(setup.secret_encrypted)
 
 
-def confirm_totp(setup: MfaSetup, user: User, code: str | None, *, remember_offered: bool) -> bool:
-    """Enrol the app if ``code`` proves it has the secret. False changed nothing."""
-    if code is None or setup.stage != SCAN or setup.secret_encrypted is None:
-        return False
-    step = totp.matching_step(secret_of(setup), code, after_step=0)
-    if step is None:
-        return False
-    return _enrol(setup, user, remember_offered=remember_offered, from_stage=SCAN, last_step=step)
+def after_proof(*, codes_shown: bool, remember_offered: bool) -> str:
+    if codes_shown:
+        return RECOVERY
+    return REMEMBER if remember_offered else DONE
 
 
-def confirm_code(setup: MfaSetup, user: User, code: str | None, *, remember_offered: bool) -> bool:
-    """Enrol email or SMS if ``code`` is the one just sent to the address or number. False
-    changed nothing but the code's count of wrong tries."""
-    if setup.stage != CODE or setup.target is None:
-        return False
-    # verify counts a wrong try itself; the caller commits that count.
-    if not codes.verify(
-        user.id, purpose=PURPOSE_SETUP, target=setup.target, session_id=None, code=code
-    ):
-        return False
-    if setup.kind == SMS and user.mobile_number != setup.target:
-        user.mobile_number = setup.target  # the number is proven now, so it joins the profile
-    return _enrol(setup, user, remember_offered=remember_offered, from_stage=CODE)
+def after_recovery(*, remember_offered: bool) -> str:
+    return REMEMBER if remember_offered else DONE
+
+
+def confirm(
+    setup: MfaSetup, user: User, code: str | None, *, remember_offered: bool
+) -> Enrolled | None:
+    """Enrol the setup's factor if ``code`` proves it. None: not proved (a wrong email or SMS
+    code has used up one of that code's tries, which the caller commits), or a racing request
+    enrolled it first."""
+    kind = factor_kinds.get(setup.kind)
+    if setup.stage not in BEFORE_PROOF:
+        return None
+    last_step = kind.check_setup(setup, user, code)
+    if last_step is None:
+        return None
+    return _enrol(setup, user, kind, remember_offered=remember_offered, last_step=last_step)
 
 
 def _enrol(
-    setup: MfaSetup, user: User, *, remember_offered: bool, from_stage: str, last_step: int = 0
-) -> bool:
+    setup: MfaSetup,
+    user: User,
+    kind: factor_kinds.FactorKind,
+    *,
+    remember_offered: bool,
+    last_step: int,
+) -> Enrolled | None:
     first_codes = recovery.remaining(user.id) == 0
     codes_shown = recovery.new_codes() if first_codes else []
-    next_stage = RECOVERY if codes_shown else (REMEMBER if remember_offered else DONE)
     moved = db.session.execute(
         update(MfaSetup)
         .where(
             MfaSetup.user_id == user.id,
-            MfaSetup.stage == from_stage,
+            MfaSetup.stage == setup.stage,
             MfaSetup.kind == setup.kind,
             # Exactly what was proved: not a secret or number a restart replaced meanwhile.
             MfaSetup.secret_encrypted == setup.secret_encrypted
@@ -93,7 +119,7 @@ def _enrol(
             else MfaSetup.target == setup.target,
         )
         .values(
-            stage=next_stage,
+            stage=after_proof(codes_shown=bool(codes_shown), remember_offered=remember_offered),
             secret_encrypted=None,
             recovery_codes_encrypted=crypto.encrypt("\n".join(codes_shown))
             if codes_shown
@@ -102,24 +128,39 @@ def _enrol(
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:  # a racing request enrolled it first
-        return False
+        return None
     if codes_shown:
         recovery.store(user.id, codes_shown)
-    has_default = db.session.scalar(
-        select(MfaFactor.id).where(MfaFactor.user_id == user.id, MfaFactor.is_default.is_(True))
+    existing = db.session.scalar(
+        select(MfaFactor).where(MfaFactor.user_id == user.id, MfaFactor.kind == kind.name)
     )
-    db.session.add(
-        MfaFactor(
-            user_id=user.id,
-            kind=setup.kind,
-            is_default=has_default is None,
-            secret_encrypted=setup.secret_encrypted,
-            target=setup.target,
-            last_step=last_step,  # the code just used cannot sign anyone in
+    if existing is not None:
+        # Proved now, so the old one stops working now (seed 002, done better).
+        existing.secret_encrypted = setup.secret_encrypted
+        existing.target = setup.target
+        existing.last_step = last_step  # the code just used cannot sign anyone in
+        existing.last_used_at = None
+    else:
+        has_default = db.session.scalar(
+            select(MfaFactor.id).where(MfaFactor.user_id == user.id, MfaFactor.is_default.is_(True))
         )
-    )
+        db.session.add(
+            MfaFactor(
+                user_id=user.id,
+                kind=kind.name,
+                is_default=has_default is None,
+                secret_encrypted=setup.secret_encrypted,
+                target=setup.target,
+                last_step=last_step,
+            )
+        )
+    profile_number = None
+    if setup.target_to_profile and setup.target and user.mobile_number != setup.target:
+        # Only when the person asked for it, and now that the number is proved.
+        user.mobile_number = profile_number = setup.target
+    db.session.flush()
     db.session.refresh(setup)
-    return True
+    return Enrolled(kind=kind, replaced=existing is not None, profile_number=profile_number)
 
 
 def recovery_codes(setup: MfaSetup) -> list[str]:

@@ -19,6 +19,7 @@ from services import audit, localtime, policy
 from services.client import client_ip, user_agent
 from services.devices import label_for
 from services.mail import DeliveryError, send
+from services.sms import mask_number
 
 
 def where_and_when(
@@ -72,8 +73,25 @@ def recovery_code_used(user: User, remaining: int, *, devices_forgotten: int = 0
     )
 
 
-def factor_added(user: User, method: str) -> bool:
-    return _send(user, "Two-step sign-in was set up on your account", "factor_added", method=method)
+def factor_added(user: User, method: str, *, replaced: bool = False) -> bool:
+    """``method`` is the kind's label for people; ``replaced``: it took the place of one of
+    the same kind (a new phone), which stopped working at that moment."""
+    return _send(
+        user,
+        f"{method} was {'replaced' if replaced else 'set up'} for your two-step sign-in",
+        "factor_added",
+        method=method,
+        replaced=replaced,
+    )
+
+
+def mobile_changed(user: User, number: str) -> bool:
+    return _send(
+        user,
+        "The mobile number on your account was changed",
+        "mobile_changed",
+        shown_as=mask_number(number),
+    )
 
 
 def factor_removed(user: User, *, by_admin: bool) -> bool:

@@ -59,7 +59,7 @@ def _open(user: User, state: str, now: datetime, **fields: object) -> UserSessio
 def start(user: User, *, method: str) -> UserSession:
     """A signed-in session at once: no second factor owed (policy, or a remembered device)."""
     now = utcnow()
-    return _open(user, ACTIVE, now, signed_in_at=now, mfa_method=method)
+    return _open(user, ACTIVE, now, signed_in_at=now, mfa_method=method, fresh_at=now)
 
 
 def start_pending(
@@ -80,6 +80,7 @@ def start_pending(
         pending_expires_at=now + current_app.config["MFA_PENDING_SIGN_IN_FOR"],
         pending_next=next_url,
         setup_skippable=skippable,
+        fresh_at=now,
         # While pending: the method being asked for; after sign-in: the one that was used.
         mfa_method=method,
     )
@@ -104,6 +105,7 @@ _PROMOTE = (
         created_at=bindparam("p_now"),
         signed_in_at=bindparam("p_now"),
         last_seen_at=bindparam("p_now"),
+        fresh_at=bindparam("p_now"),
         pending_step=None,
         pending_expires_at=None,
         mfa_method=bindparam("p_method"),
@@ -141,6 +143,7 @@ def promote(row: UserSession, *, method: str) -> bool:
         ("signed_in_at", now),
         ("created_at", now),
         ("last_seen_at", now),
+        ("fresh_at", now),
         ("mfa_method", method),
     ):
         set_committed_value(row, key, value)
@@ -195,6 +198,28 @@ def current() -> UserSession | None:
         db.session.commit()
     g.user_session = row
     return row
+
+
+def is_fresh(row: UserSession) -> bool:
+    """Whether this session proved who it is (password or code) recently enough to change
+    factors and settings (ACC-3). A pending sign-in has just entered its password."""
+    if row.state == PENDING:
+        return True
+    limit = current_app.config["MFA_FRESH_AUTH_FOR"]
+    return row.fresh_at is not None and utcnow() - row.fresh_at <= limit
+
+
+def mark_fresh(row: UserSession) -> None:
+    """The person just entered their password again: a new session id, and fresh from now."""
+    now = utcnow()
+    db.session.execute(
+        update(UserSession)
+        .where(UserSession.id == row.id)
+        .values(token_hash=_new_token(), fresh_at=now, last_seen_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(row, "fresh_at", now)
+    set_committed_value(row, "last_seen_at", now)
 
 
 def owe_setup(row: UserSession) -> None:

@@ -379,7 +379,12 @@ def test_email_wizard_reenters_the_address(app, client, auth, make_user, set_pol
         assert (factor.kind, factor.target, factor.is_default) == ("email", NURSE, True)
 
 
-def test_sms_wizard_with_a_new_number(app, client, auth, make_user, set_policy, sms_inbox):
+@pytest.mark.parametrize("to_profile", [True, False], ids=["asked", "not-asked"])
+def test_sms_wizard_with_a_new_number(
+    app, client, auth, make_user, set_policy, sms_inbox, mailbox, to_profile
+):
+    """The profile's number changes only when the person asks and proves it, and they are
+    emailed; otherwise only the factor uses the new number."""
     set_policy(mode="required", methods="totp,sms")
     user_id = make_user(NURSE, mobile_number=MOBILE)
     new = "+61498765432"
@@ -388,11 +393,13 @@ def test_sms_wizard_with_a_new_number(app, client, auth, make_user, set_policy, 
         auth.post("/mfa/setup", {"method": "sms"})
         page = client.get("/mfa/setup/sms").get_data(as_text=True)
         assert "Send SMS to 04******78" in page
+        assert "Also make this the mobile number on my profile" in page
         bad = auth.post("/mfa/setup/sms", {"number": "12"})
         assert bad.status_code == 422
         landline = auth.post("/mfa/setup/sms", {"number": "(02) 9876 5432"})
         assert landline.status_code == 422 and "mobile" in landline.get_data(as_text=True)
-        assert auth.post("/mfa/setup/sms", {"number": "0498 765 432"}).status_code == 303
+        asked = {"to_profile": "y"} if to_profile else {}
+        assert auth.post("/mfa/setup/sms", {"number": "0498 765 432", **asked}).status_code == 303
         assert sms_inbox.to(MOBILE) == []
         with app.app_context():
             assert db.session.get(User, user_id).mobile_number == MOBILE  # not until proven
@@ -400,8 +407,10 @@ def test_sms_wizard_with_a_new_number(app, client, auth, make_user, set_policy, 
             auth.post("/mfa/setup/sms/code", {"code": last_sms(sms_inbox, new)}).status_code == 303
         )
     with app.app_context():
-        assert db.session.get(User, user_id).mobile_number == new
+        assert db.session.get(User, user_id).mobile_number == (new if to_profile else MOBILE)
         assert db.session.scalar(sa.select(MfaFactor.target)) == new
+    notices = [m["Subject"] for m in mailbox.to(NURSE)]
+    assert ("The mobile number on your account was changed" in notices) is to_profile
 
 
 def test_codes_are_never_stored_or_logged(app, client, auth, email_nurse, mailbox, caplog):

@@ -79,7 +79,7 @@ def test_setting_up_a_factor_ends_the_users_other_sessions(app, make_user, set_p
         assert signed_in(phone)
         assert desk.client.get("/").headers["Location"].startswith("/sign-in")
     with app.app_context():
-        assert "factor_added" in db.session.scalars(sa.select(UserSession.end_reason)).all()
+        assert "factor_changed" in db.session.scalars(sa.select(UserSession.end_reason)).all()
 
 
 def test_policy_change_sends_a_signed_in_user_without_a_factor_to_the_wizard(

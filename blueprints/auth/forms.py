@@ -21,6 +21,15 @@ class SignInForm(FlaskForm):
     next = HiddenField()
 
 
+class ReauthenticateForm(FlaskForm):
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired("Enter your password."), Length(max=256)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    next = HiddenField()
+
+
 class ForgotPasswordForm(FlaskForm):
     email = EmailField(
         "Email address",

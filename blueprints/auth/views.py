@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from flask import request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, logout_user
 
 from blueprints.auth import bp
+from blueprints.auth.completion import complete_sign_in
 from blueprints.auth.forms import SignInForm
 from blueprints.htmx import redirect_to, render
 from models import db
 from models.sessions import STEP_CHALLENGE, STEP_SETUP
 from models.types import utcnow
 from services import audit, policy, sessions, signin, throttle
-from services.challenge import CODE_CHANNELS, deliver_sign_in_code
+from services.challenge import deliver_sign_in_code
 from services.client import client_ip
 from services.passwords import hash_password, needs_rehash, verify_password
 from services.redirects import safe_next
@@ -92,17 +93,13 @@ def sign_in_post() -> ResponseReturnValue:
     )
     target = safe_next(form.next.data)
     if decision.next in (Next.SIGNED_IN, Next.REMEMBERED):
-        sessions.start(user, method=decision.method or "none")
-        audit.record("sign_in.succeeded", actor=user, subject=user, method=decision.method)
-        db.session.commit()
-        login_user(user)
-        return redirect_to(target or url_for("home.index"))
+        return complete_sign_in(user, method=decision.method or "none", next_url=target)
     step = STEP_CHALLENGE if decision.next is Next.CHALLENGE else STEP_SETUP
     row = sessions.start_pending(
         user, step=step, next_url=target, skippable=decision.skippable, method=decision.method
     )
     db.session.commit()
-    if decision.factor is not None and decision.factor.kind in CODE_CHANNELS:
+    if decision.factor is not None:
         # An email or SMS challenge starts with the code on its way; if it cannot be sent
         # the challenge page says so and offers the other ways (OPS-5).
         deliver_sign_in_code(row, decision.factor)

@@ -7,14 +7,20 @@ from sqlalchemy import select
 
 from blueprints.home import bp
 from models import Role, db
-from services import sessions
+from services import factor_kinds, sessions
 
 
 @bp.get("/")
 @login_required
 def index() -> ResponseReturnValue:
     """Who you are and how you signed in."""
-    return render_template("home/index.html", user=current_user, user_session=sessions.current())
+    default = current_user.default_factor
+    return render_template(
+        "home/index.html",
+        user=current_user,
+        user_session=sessions.current(),
+        default_kind=factor_kinds.get(default.kind) if default else None,
+    )
 
 
 @bp.get("/healthz")

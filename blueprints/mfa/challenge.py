@@ -1,7 +1,9 @@
 """The sign-in challenge: a code from an enrolled factor, or a recovery code.
 
 The method being asked for is kept on the pending session row; the code form carries only the
-code, so no edited field can switch to a method the user lacks or the policy forbids.
+code, so no edited field can switch to a method the user lacks or the policy forbids. What to
+ask and how to check it come from the factor's kind (services/factor_kinds); how a success
+ends, from ``complete_sign_in``.
 """
 
 from __future__ import annotations
@@ -10,28 +12,44 @@ import math
 
 from flask import abort, flash, g, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import login_user
 from sqlalchemy import select
 
+from blueprints.auth.completion import complete_sign_in
 from blueprints.htmx import redirect_to, render
 from blueprints.mfa import bp
 from blueprints.mfa.forms import ChallengeForm, ConfirmForm, RecoveryCodeForm
 from models import MfaFactor, UserSession, db
 from models.codes import PURPOSE_SIGN_IN
-from models.factors import TOTP
 from models.sessions import STEP_CHALLENGE
 from models.types import utcnow
-from services import audit, codes, factors, notify, policy, sessions, signin, totp, wrong_codes
+from services import (
+    audit,
+    codes,
+    devices,
+    factor_kinds,
+    notify,
+    policy,
+    sessions,
+    signin,
+    wrong_codes,
+)
 from services import recovery as recovery_codes
-from services.challenge import CODE_CHANNELS, SWITCH_LABELS, deliver_sign_in_code
-from services.devices import remember, revoke_all
+from services.challenge import deliver_sign_in_code
 from services.wording import plural
 
-WRONG_CODE = {
-    TOTP: "That code did not work. Check the newest code in your app and try again.",
-    "sent": "That code did not work. Check the newest message and try again.",
-}
-WRONG_RECOVERY = "That recovery code did not work. Check it and try again."
+CHALLENGE = ("mfa/challenge.html", "mfa/_challenge_form.html")
+# Every endpoint a pending challenge may reach (blueprints/mfa/pending_guard.py).
+ENDPOINTS = frozenset(
+    {
+        "mfa.challenge",
+        "mfa.challenge_post",
+        "mfa.challenge_method",
+        "mfa.challenge_resend",
+        "mfa.recovery",
+        "mfa.recovery_post",
+    }
+)
+RECOVERY = ("mfa/recovery.html", "mfa/_recovery_form.html")
 
 
 def _pending_challenge() -> UserSession | None:
@@ -69,25 +87,37 @@ def _factor(row: UserSession) -> MfaFactor | None:
     )
 
 
-def _render(row: UserSession, form, template: str, status: int = 200, **ctx) -> ResponseReturnValue:
+def _render(
+    row: UserSession, form, templates: tuple[str, str], status: int = 200, **ctx
+) -> ResponseReturnValue:
+    """The challenge (or recovery) page as page or partial. A code-sending factor is asked
+    for only while a code is out there; otherwise the page says nothing was sent."""
     clinic = policy.current()
     factor = _factor(row)
+    if templates is RECOVERY:
+        kind: factor_kinds.FactorKind | None = factor_kinds.RECOVERY
+    else:
+        kind = factor_kinds.get(factor.kind) if factor else None
     usable = signin.usable_factors(row.user, clinic)
     lock = wrong_codes.lock_of(row.user)
+    sends = kind is not None and kind.sends_codes
+    page, partial = templates
     return render(
-        f"mfa/{template}.html",
-        f"mfa/_{template}_form.html",
+        page,
+        partial,
         status,
         form=form,
         user=row.user,
-        factor=factor,
-        sent_to=codes.shown_as(factor.kind, factor.target) if factor and factor.target else None,
-        resend_in=codes.seconds_until_resend(row.user_id, PURPOSE_SIGN_IN, row.id)
-        if factor and factor.kind in CODE_CHANNELS
-        else 0,
+        kind=kind,
+        prompt=kind.challenge_prompt(row.user, factor) if kind else None,
+        code_out=not sends or codes.has_active_code(row.user_id, PURPOSE_SIGN_IN, row.id),
+        resend_in=codes.seconds_until_resend(row.user_id, PURPOSE_SIGN_IN, row.id) if sends else 0,
         other_ways=[
-            (f.kind, SWITCH_LABELS[f.kind]) for f in usable if not factor or f.kind != factor.kind
+            (f.kind, factor_kinds.get(f.kind).switch_label)
+            for f in usable
+            if not factor or f.kind != factor.kind
         ],
+        recovery_kind=factor_kinds.RECOVERY,
         switch_form=ConfirmForm(),
         support=clinic.support_contact,
         remember_days=policy.remember_days_for(row.user, clinic),
@@ -97,7 +127,7 @@ def _render(row: UserSession, form, template: str, status: int = 200, **ctx) -> 
 
 
 def _refused(
-    row: UserSession, form, template: str, refused: wrong_codes.Refused
+    row: UserSession, form, templates: tuple[str, str], refused: wrong_codes.Refused
 ) -> ResponseReturnValue:
     """No code was compared: the sign-in has used its tries, the factor is locked, or the
     client address has sent too many wrong codes (429 with Retry-After)."""
@@ -106,18 +136,14 @@ def _refused(
         db.session.commit()
         flash("Too many wrong codes. Please enter your password again.", "error")
         return redirect_to(url_for("auth.sign_in"))
-    if refused.lock is not None:
-        response = _render(row, form, template, 429)
-    else:
+    error = None
+    if refused.lock is None:
         minutes = max(1, math.ceil(refused.retry_after / 60))
-        response = _render(
-            row,
-            form,
-            template,
-            429,
-            error="Too many wrong codes were entered from your network. "
-            f"Try again in {plural(minutes, 'minute')}.",
+        error = (
+            "Too many wrong codes were entered from your network. "
+            f"Try again in {plural(minutes, 'minute')}."
         )
+    response = _render(row, form, templates, 429, error=error)
     response.headers["Retry-After"] = str(refused.retry_after)
     return response
 
@@ -125,13 +151,12 @@ def _refused(
 def _failed(
     row: UserSession,
     reserved: wrong_codes.Reserved,
-    method: str,
+    kind: factor_kinds.FactorKind,
     form,
-    template: str,
-    message: str,
+    templates: tuple[str, str],
 ) -> ResponseReturnValue:
     """The reserved try was wrong (FAC-6); end the pending sign-in when its tries are used up."""
-    outcome = wrong_codes.record_failure(row, method, reserved)
+    outcome = wrong_codes.record_failure(row, kind.name, reserved)
     if outcome.sign_in_ended:
         flash(
             _lock_message(outcome.lock)
@@ -140,25 +165,42 @@ def _failed(
             "error",
         )
         return redirect_to(url_for("auth.sign_in"))
-    return _render(row, form, template, 422, error=message)
+    return _render(row, form, templates, 422, error=kind.wrong_code)
 
 
-def _signed_in(row: UserSession, method: str, remember_device: bool) -> ResponseReturnValue:
-    user = row.user
-    wrong_codes.record_success(user)
-    audit.record("sign_in.succeeded", actor=user, subject=user, method=method)
-    response = redirect_to(row.pending_next or url_for("home.index"))
-    days = policy.remember_days_for(user, policy.current())
-    device = None
-    if remember_device and days > 0:
-        device = remember(response, user, days)
-        audit.record("device.remembered", actor=user, subject=user, label=device.label)
-    db.session.commit()
-    login_user(user)
-    if device is not None:
-        notify.device_remembered(user, device)
-        db.session.commit()
-    return response
+def _check(
+    row: UserSession,
+    form,
+    kind: factor_kinds.FactorKind,
+    factor: MfaFactor | None,
+    templates: tuple[str, str],
+) -> ResponseReturnValue:
+    """Reserve a try, then let ``kind`` check the code; what the challenge and the recovery
+    form share. Cases: refused before comparing (see ``_refused``); right (signed in through
+    ``complete_sign_in``); wrong, malformed, expired or replayed (422, counted); the last
+    allowed try (back to the password)."""
+    reserved = wrong_codes.reserve(row)
+    if isinstance(reserved, wrong_codes.Refused):
+        return _refused(row, form, templates, reserved)
+    # A malformed code is checked as no code: a wrong try like any other.
+    code = form.code.data if form.validate() else None
+    if kind.check_sign_in(row, factor, code):
+        user = row.user
+        remember = bool(getattr(form, "remember", None) and form.remember.data)
+        if kind is factor_kinds.RECOVERY:
+            # The phone is likely lost: every other session ends and remembered devices are
+            # forgotten (AUTH-6, DEV-2), before this sign-in completes.
+            sessions.end_all_for(user.id, reason="recovery_code_used", keep=row)
+            forgotten = devices.revoke_all(user.id)
+        response = complete_sign_in(user, method=kind.name, pending=row, remember_device=remember)
+        if response is None:
+            return _back_to_sign_in()
+        if kind is factor_kinds.RECOVERY:
+            left = recovery_codes.remaining(user.id)
+            notify.recovery_code_used(user, left, devices_forgotten=forgotten)
+            db.session.commit()
+        return response
+    return _failed(row, reserved, kind, form, templates)
 
 
 @bp.get("/challenge")
@@ -167,41 +209,19 @@ def challenge() -> ResponseReturnValue:
     row = _pending_challenge()
     if row is None:
         return _back_to_sign_in()
-    return _render(row, ChallengeForm(), "challenge")
+    return _render(row, ChallengeForm(), CHALLENGE)
 
 
 @bp.post("/challenge")
 def challenge_post() -> ResponseReturnValue:
-    """Check the code. Cases: tries used up, locked or address blocked (refused before any
-    comparison); right and unused (signed in under a new session id, optionally remembering
-    the device); wrong, malformed, expired or replayed (422, counted); the sign-in's last
-    allowed try (back to the password)."""
+    """Check a code from the factor being used; see ``_check`` for the cases."""
     row = _pending_challenge()
     if row is None:
         return _back_to_sign_in()
-    form = ChallengeForm()
-    reserved = wrong_codes.reserve(row)
-    if isinstance(reserved, wrong_codes.Refused):
-        return _refused(row, form, "challenge", reserved)
     factor = _factor(row)
-    # A malformed code is compared as no code: it is a wrong try like any other.
-    code = totp.normalise_code(form.code.data) if form.validate() else None
     if factor is None:
-        ok = False
-    elif factor.kind == TOTP:
-        ok = factors.consume_totp(factor, code)
-    else:
-        ok = codes.verify(
-            row.user_id,
-            purpose=PURPOSE_SIGN_IN,
-            target=factor.target or "",
-            session_id=row.id,
-            code=code,
-        )
-    if ok and factor is not None and sessions.promote(row, method=factor.kind):
-        return _signed_in(row, factor.kind, bool(form.remember.data))
-    message = WRONG_CODE[TOTP] if factor is None or factor.kind == TOTP else WRONG_CODE["sent"]
-    return _failed(row, reserved, factor.kind if factor else "none", form, "challenge", message)
+        abort(403)  # no factor of the method on the row: nothing to check against
+    return _check(row, ChallengeForm(), factor_kinds.get(factor.kind), factor, CHALLENGE)
 
 
 @bp.post("/challenge/method")
@@ -223,8 +243,7 @@ def challenge_method() -> ResponseReturnValue:
     sessions.choose_method(row, wanted)
     audit.record("mfa.method_switched", subject=row.user, method=wanted)
     db.session.commit()
-    if wanted in CODE_CHANNELS:
-        deliver_sign_in_code(row, usable[wanted])
+    deliver_sign_in_code(row, usable[wanted])
     return redirect_to(url_for("mfa.challenge"))
 
 
@@ -237,7 +256,7 @@ def challenge_resend() -> ResponseReturnValue:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     factor = _factor(row)
-    if factor is None or factor.kind not in CODE_CHANNELS:
+    if factor is None or not factor_kinds.get(factor.kind).sends_codes:
         abort(403)
     deliver_sign_in_code(row, factor)
     return redirect_to(url_for("mfa.challenge"))
@@ -249,28 +268,13 @@ def recovery() -> ResponseReturnValue:
     row = _pending_challenge()
     if row is None:
         return _back_to_sign_in()
-    return _render(row, RecoveryCodeForm(), "recovery")
+    return _render(row, RecoveryCodeForm(), RECOVERY)
 
 
 @bp.post("/challenge/recovery")
 def recovery_post() -> ResponseReturnValue:
-    """Spend a recovery code (single use, race-safe). The phone is likely lost: every other
-    session ends, remembered devices are forgotten, and the user is emailed (AUTH-6, DEV-2)."""
+    """Spend a recovery code (single use, race-safe); see ``_check`` for the cases."""
     row = _pending_challenge()
     if row is None:
         return _back_to_sign_in()
-    form = RecoveryCodeForm()
-    reserved = wrong_codes.reserve(row)
-    if isinstance(reserved, wrong_codes.Refused):
-        return _refused(row, form, "recovery", reserved)
-    user = row.user
-    code = form.code.data if form.validate() else None
-    if recovery_codes.use(user.id, code) and sessions.promote(row, method="recovery"):
-        sessions.end_all_for(user.id, reason="recovery_code_used", keep=row)
-        revoked = revoke_all(user.id)
-        response = _signed_in(row, "recovery", remember_device=False)
-        left = recovery_codes.remaining(user.id)
-        notify.recovery_code_used(user, left, devices_forgotten=revoked)
-        db.session.commit()
-        return response
-    return _failed(row, reserved, "recovery", form, "recovery", WRONG_RECOVERY)
+    return _check(row, RecoveryCodeForm(), factor_kinds.RECOVERY, None, RECOVERY)

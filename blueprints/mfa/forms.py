@@ -78,3 +78,5 @@ class MobileNumberForm(FlaskForm):
         validators=[Optional(), Length(max=32)],
         render_kw={"autocomplete": "tel", "inputmode": "tel"},
     )
+    # The profile's number changes only when asked, and only once the code proves it.
+    to_profile = BooleanField("Also make this the mobile number on my profile")

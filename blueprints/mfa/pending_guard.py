@@ -13,38 +13,15 @@ from flask.typing import ResponseReturnValue
 
 from blueprints.htmx import redirect_to
 from blueprints.mfa import bp
+from blueprints.mfa.challenge import ENDPOINTS as ENDPOINTS_OF_CHALLENGE
+from blueprints.mfa.wizard import flow as wizard_flow
 from models import UserSession, db
 from models.sessions import PENDING, STEP_CHALLENGE, STEP_SETUP
 from services import audit, policy, sessions, signin
 
 ALWAYS = frozenset({"static", "auth.sign_out"})
-STEP_ENDPOINTS = {
-    STEP_CHALLENGE: frozenset(
-        {
-            "mfa.challenge",
-            "mfa.challenge_post",
-            "mfa.challenge_method",
-            "mfa.challenge_resend",
-            "mfa.recovery",
-            "mfa.recovery_post",
-        }
-    ),
-    STEP_SETUP: frozenset(
-        {
-            "mfa.setup",
-            "mfa.setup_post",
-            "mfa.setup_decline",
-            "mfa.setup_scan",
-            "mfa.setup_code",
-            "mfa.setup_code_post",
-            "mfa.setup_contact",
-            "mfa.setup_contact_post",
-            "mfa.setup_contact_code",
-            "mfa.setup_contact_code_post",
-            "mfa.setup_contact_resend",
-        }
-    ),
-}
+# What each pending step may reach: the challenge's endpoints, or the wizard's step table.
+STEP_ENDPOINTS = {STEP_CHALLENGE: ENDPOINTS_OF_CHALLENGE, STEP_SETUP: wizard_flow.ENDPOINTS}
 STEP_HOME = {STEP_CHALLENGE: "mfa.challenge", STEP_SETUP: "mfa.setup"}
 
 

@@ -1,0 +1,96 @@
+"""The one small interface every kind of second factor offers (services/factor_kinds).
+
+Views and templates ask a kind for its words and its checks; none of them branches on which
+kind it is. Adding a kind (passkeys) is a new module beside these and a line in the registry.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from markupsafe import Markup
+
+from models import MfaFactor, MfaSetup, User, UserSession
+from models.codes import PURPOSE_SETUP, PURPOSE_SIGN_IN
+from services import codes, totp
+
+
+class FactorKind:
+    """A kind of second factor: what people read about it and how its codes are checked."""
+
+    name: ClassVar[str]  # as stored in mfa_factors.kind and the policy's allowed methods
+    label: ClassVar[str]  # "Authenticator app"
+    description: ClassVar[str]  # why and how, on the wizard's first step
+    recommended: ClassVar[bool] = False
+    sends_codes: ClassVar[bool] = False  # a code is sent for each sign-in (email, SMS)
+    switch_label: ClassVar[str]  # "Use your authenticator app instead"
+    code_source: ClassVar[str]  # "the code from your authenticator app"
+    set_up_message: ClassVar[str]  # "Your authenticator app is set up."
+    lost_phrase: ClassVar[str]  # "if you cannot use your authenticator app"
+    wrong_code: ClassVar[str]  # a wrong code at sign-in
+    wrong_setup_code: ClassVar[str]  # a wrong code while setting up
+    first_stage: ClassVar[str]  # where a setup of this kind starts (services/enrolment.py)
+
+    def challenge_prompt(self, user: User, factor: MfaFactor | None) -> Markup:
+        """What the challenge asks for, e.g. "Enter the code we sent to n***@clinic"."""
+        raise NotImplementedError
+
+    def shown_as(self, target: str | None) -> str | None:
+        """Where codes go, masked for the screen; None when nothing is sent."""
+        return None
+
+    def start_setup(self, setup: MfaSetup) -> None:
+        """Fill in what a new setup of this kind needs (a secret, or nothing yet)."""
+
+    def check_sign_in(self, row: UserSession, factor: MfaFactor | None, code: str | None) -> bool:
+        """Spend ``code`` for the pending sign-in ``row`` if it is right; once only."""
+        raise NotImplementedError
+
+    def check_setup(self, setup: MfaSetup, user: User, code: str | None) -> int | None:
+        """Whether ``code`` proves the setup: the time step to store as used, 0 when steps do
+        not apply, None when it does not."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<FactorKind {self.name}>"
+
+
+class CodeSendingKind(FactorKind):
+    """Email and SMS: a code is sent to an address or number the user confirms in setup."""
+
+    sends_codes = True
+    noun: ClassVar[str]  # "email", "text message"
+    arrival_hint: ClassVar[str]  # after "It can take a minute to arrive"
+    back_label: ClassVar[str]  # from the code step back to the address or number
+    confirm_template: ClassVar[str]  # the wizard's partial that confirms the target
+    confirm_button: ClassVar[str]  # "Email me a code"
+
+    def target_for(self, user: User, typed: str) -> str:
+        """The address or number to confirm from what the person typed; raises
+        ``services.users.UserInputError`` with a message they can act on."""
+        raise NotImplementedError
+
+    def deliver(self, user: User, target: str, *, purpose: str, code: str, minutes: int) -> None:
+        """Send ``code``; raises ``services.mail.DeliveryError`` when it cannot go."""
+        raise NotImplementedError
+
+    def check_sign_in(self, row: UserSession, factor: MfaFactor | None, code: str | None) -> bool:
+        return factor is not None and codes.verify(
+            row.user_id,
+            purpose=PURPOSE_SIGN_IN,
+            target=factor.target or "",
+            session_id=row.id,
+            code=totp.normalise_code(code),
+        )
+
+    def check_setup(self, setup: MfaSetup, user: User, code: str | None) -> int | None:
+        if setup.target is None:
+            return None
+        ok = codes.verify(
+            user.id,
+            purpose=PURPOSE_SETUP,
+            target=setup.target,
+            session_id=None,
+            code=totp.normalise_code(code),
+        )
+        return 0 if ok else None
