@@ -18,6 +18,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from models import SignInThrottle, db
 from models.types import utcnow
+from services.wording import plural
+
+# Until an admin acts there is no time to give; an hour is an honest hint for Retry-After.
+ADMIN_LOCK_RETRY_AFTER = 3600
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,20 @@ class Block:
         if self.until is None:
             return None
         return max(1, int((self.until - now).total_seconds() + 0.999))
+
+    def message(self, now: datetime) -> str:
+        """What the person reads on the 429 page."""
+        wait = self.seconds_left(now)
+        if wait is None:
+            return (
+                "Too many failed attempts. Ask your clinic's administrator to unlock your account."
+            )
+        return f"Too many failed attempts. Try again in {plural(wait, 'second')}."
+
+    def retry_after(self, now: datetime) -> int:
+        """Seconds for Retry-After; with no end in sight (an admin must act), an hour."""
+        wait = self.seconds_left(now)
+        return wait if wait is not None else ADMIN_LOCK_RETRY_AFTER
 
 
 def email_key(email: str) -> str:

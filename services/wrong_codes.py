@@ -33,8 +33,7 @@ from models.types import utcnow
 from services import audit, notify, sessions, throttle
 from services.client import client_ip
 
-# Until an admin acts there is no time to give; an hour is an honest hint for Retry-After.
-ADMIN_LOCK_RETRY_AFTER = 3600
+ADMIN_LOCK_RETRY_AFTER = throttle.ADMIN_LOCK_RETRY_AFTER
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,6 @@ from services import audit, sessions, throttle
 from services.client import client_ip
 from services.passwords import verify_password
 from services.redirects import safe_next
-from services.wording import plural
-from services.wrong_codes import ADMIN_LOCK_RETRY_AFTER
 
 
 def _render(form: ReauthenticateForm, status: int = 200, **context: object) -> ResponseReturnValue:
@@ -49,14 +47,9 @@ def reauthenticate_post() -> ResponseReturnValue:
     keys = (throttle.email_key(user.email), throttle.ip_key(client_ip()))
     status = throttle.check(*keys)
     if status.block is not None:
-        wait = status.block.seconds_left(utcnow())
-        message = (
-            f"Too many failed attempts. Try again in {plural(wait, 'second')}."
-            if wait is not None
-            else "Too many failed attempts. Ask your clinic's administrator to unlock it."
-        )
-        response = _render(form, 429, error=message)
-        response.headers["Retry-After"] = str(wait if wait is not None else ADMIN_LOCK_RETRY_AFTER)
+        now = utcnow()
+        response = _render(form, 429, error=status.block.message(now))
+        response.headers["Retry-After"] = str(status.block.retry_after(now))
         return response
     if not verify_password(user.password_hash, form.password.data or ""):
         throttle.record_failure(*keys)

@@ -20,8 +20,6 @@ from services.passwords import hash_password, needs_rehash, verify_password
 from services.redirects import safe_next
 from services.signin import Next
 from services.users import by_email
-from services.wording import plural
-from services.wrong_codes import ADMIN_LOCK_RETRY_AFTER
 
 GENERIC_ERROR = "That email address and password do not match an account."
 
@@ -59,14 +57,9 @@ def sign_in_post() -> ResponseReturnValue:
     if block is not None:
         audit.record("sign_in.throttled", ip_blocked=block.until is not None)
         db.session.commit()
-        wait = block.seconds_left(utcnow())
-        message = (
-            f"Too many failed attempts. Try again in {plural(wait, 'second')}."
-            if wait is not None
-            else "Too many failed attempts. Ask your clinic's administrator to unlock your account."
-        )
-        response = _render_sign_in(form, 429, error=message)
-        response.headers["Retry-After"] = str(wait if wait is not None else ADMIN_LOCK_RETRY_AFTER)
+        now = utcnow()
+        response = _render_sign_in(form, 429, error=block.message(now))
+        response.headers["Retry-After"] = str(block.retry_after(now))
         return response
 
     user = by_email(email)

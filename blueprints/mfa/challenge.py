@@ -9,6 +9,8 @@ ends, from ``complete_sign_in``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import wraps
 
 from flask import abort, flash, g, request, url_for
 from flask.typing import ResponseReturnValue
@@ -55,6 +57,19 @@ RECOVERY = ("mfa/recovery.html", "mfa/_recovery_form.html")
 def _pending_challenge() -> UserSession | None:
     row = sessions.pending()
     return row if row is not None and row.pending_step == STEP_CHALLENGE else None
+
+
+def pending_challenge(
+    view: Callable[[UserSession], ResponseReturnValue],
+) -> Callable[[], ResponseReturnValue]:
+    """Run ``view`` with this browser's pending challenge; without one, back to sign-in."""
+
+    @wraps(view)
+    def with_row() -> ResponseReturnValue:
+        row = _pending_challenge()
+        return _back_to_sign_in() if row is None else view(row)
+
+    return with_row
 
 
 def _back_to_sign_in() -> ResponseReturnValue:
@@ -204,20 +219,16 @@ def _check(
 
 
 @bp.get("/challenge")
-def challenge() -> ResponseReturnValue:
+@pending_challenge
+def challenge(row: UserSession) -> ResponseReturnValue:
     """Ask for a code from the factor being used (the default one unless switched)."""
-    row = _pending_challenge()
-    if row is None:
-        return _back_to_sign_in()
     return _render(row, ChallengeForm(), CHALLENGE)
 
 
 @bp.post("/challenge")
-def challenge_post() -> ResponseReturnValue:
+@pending_challenge
+def challenge_post(row: UserSession) -> ResponseReturnValue:
     """Check a code from the factor being used; see ``_check`` for the cases."""
-    row = _pending_challenge()
-    if row is None:
-        return _back_to_sign_in()
     factor = _factor(row)
     if factor is None:
         abort(403)  # no factor of the method on the row: nothing to check against
@@ -225,12 +236,10 @@ def challenge_post() -> ResponseReturnValue:
 
 
 @bp.post("/challenge/method")
-def challenge_method() -> ResponseReturnValue:
+@pending_challenge
+def challenge_method(row: UserSession) -> ResponseReturnValue:
     """Switch to another of the user's factors that the policy allows; anything else is
     refused (SEC-2: no downgrade by editing the request)."""
-    row = _pending_challenge()
-    if row is None:
-        return _back_to_sign_in()
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
@@ -248,11 +257,9 @@ def challenge_method() -> ResponseReturnValue:
 
 
 @bp.post("/challenge/resend")
-def challenge_resend() -> ResponseReturnValue:
+@pending_challenge
+def challenge_resend(row: UserSession) -> ResponseReturnValue:
     """Send a new email or SMS code (the old one stops working)."""
-    row = _pending_challenge()
-    if row is None:
-        return _back_to_sign_in()
     if not ConfirmForm().validate_on_submit():
         abort(400)
     factor = _factor(row)
@@ -263,18 +270,14 @@ def challenge_resend() -> ResponseReturnValue:
 
 
 @bp.get("/challenge/recovery")
-def recovery() -> ResponseReturnValue:
+@pending_challenge
+def recovery(row: UserSession) -> ResponseReturnValue:
     """Sign in with a recovery code instead."""
-    row = _pending_challenge()
-    if row is None:
-        return _back_to_sign_in()
     return _render(row, RecoveryCodeForm(), RECOVERY)
 
 
 @bp.post("/challenge/recovery")
-def recovery_post() -> ResponseReturnValue:
+@pending_challenge
+def recovery_post(row: UserSession) -> ResponseReturnValue:
     """Spend a recovery code (single use, race-safe); see ``_check`` for the cases."""
-    row = _pending_challenge()
-    if row is None:
-        return _back_to_sign_in()
     return _check(row, RecoveryCodeForm(), factor_kinds.RECOVERY, None, RECOVERY)
