@@ -15,6 +15,7 @@ from extensions import csrf, login_manager
 from models import db
 from services import localtime, static_files
 from services.mail import mail
+from services.wording import plural
 
 # No inline script or style anywhere; htmx's own indicator styles are switched off in
 # base.html's htmx-config so this policy holds.
@@ -77,6 +78,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     mail.init_app(app)
     _init_login(app)
+    # Words shown to people come from one place: the same plural rule in pages and views.
+    app.add_template_filter(plural, "plural")
 
     from blueprints.auth import bp as auth_bp
     from blueprints.home import bp as home_bp

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
-from models import AuditEvent, MfaFactor, MfaSetup, db
+from models import AuditEvent, MfaFactor, MfaSetup, User, db
 from services import factor_kinds, qr, totp
 from tests.conftest import PASSWORD, AuthActions, Mailbox, make_app
 
@@ -344,7 +344,7 @@ def test_the_challenge_says_when_nothing_was_sent(app, client, auth, make_user, 
     assert "Send me a code" in page and "Use a recovery code instead" in page
 
 
-def test_plurals_are_right(app, client, auth, make_user):
+def test_plurals_are_right(app, client, auth, make_user, set_policy, mailbox):
     """One second is "1 second", not "1 seconds"."""
     make_user(NURSE)
     with time_machine.travel(T0, tick=False):
@@ -353,6 +353,16 @@ def test_plurals_are_right(app, client, auth, make_user):
         refused = auth.login(password="wrong password here")
         assert refused.status_code == 429
         assert "Try again in 1 second." in refused.get_data(as_text=True)
+    set_policy(mode="required", methods="totp,email")
+    with app.app_context():
+        user = db.session.scalar(sa.select(User))
+        db.session.add(MfaFactor(user_id=user.id, kind="email", is_default=True, target=NURSE))
+        db.session.commit()
+    with time_machine.travel(T0 + timedelta(hours=1), tick=False) as clock:
+        assert auth.login().headers["Location"] == "/mfa/challenge"
+        clock.shift(timedelta(seconds=59))
+        page = client.get("/mfa/challenge").get_data(as_text=True)
+        assert 'data-countdown="1">1 second</span>' in page
 
 
 def test_the_wizard_shows_the_uri_the_code_computes(client, auth, make_user, set_policy):

@@ -25,8 +25,9 @@
     }
   });
 
-  // "You can ask for a new code in N seconds": count down once a second. htmx swaps in the
-  // button itself when the wait is over; this only keeps the number honest meanwhile.
+  // "You can ask for a new code in N seconds": count down once a second ("1 second" at the
+  // end). htmx swaps in the button itself when the wait is over; this only keeps the number
+  // honest meanwhile.
   function startCountdowns(root) {
     root.querySelectorAll("[data-countdown]").forEach(function (el) {
       if (el.dataset.counting) { return; }
@@ -34,7 +35,7 @@
       var left = parseInt(el.getAttribute("data-countdown"), 10) || 0;
       var timer = window.setInterval(function () {
         left = Math.max(0, left - 1);
-        el.textContent = String(left);
+        el.textContent = left + (left === 1 ? " second" : " seconds");
         if (left === 0 || !el.isConnected) { window.clearInterval(timer); }
       }, 1000);
     });
