@@ -1,0 +1,344 @@
+"""The report on stdout: percentiles, tables, and the PERF-2 targets met or missed."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.inprocess import IN_PROCESS_WARMUP, InProcessResult
+from bench.load import LoadResult
+from bench.signin import CODE_POST, HEALTHZ, STEPS, WHOLE
+
+# PERF-2 targets.
+CODE_VS_FLOOR_MIN = 0.60
+CODE_POST_STATEMENTS_MAX = 4
+SIGN_IN_WITHOUT_HASH_MAX_S = 0.010
+CODE_STEP_SERVER_MAX_S = 0.005
+WORKER_RSS_MAX_MB = 60.0
+
+LATENCY_HEADERS = ("n", "p50 ms", "p95 ms", "p99 ms")
+
+
+@dataclass
+class Report:
+    database: str = ""
+    server: str = ""
+    concurrency: int = 0
+    users: int = 0
+    setup_notes: list[str] = field(default_factory=list)
+    full: LoadResult | None = None
+    codes: LoadResult | None = None
+    codes_prepare: LoadResult | None = None  # its kept: the sign-ins waiting for a code
+    serial_prepare: LoadResult | None = None
+    serial: LoadResult | None = None
+    floor: LoadResult | None = None
+    master_pid: int = 0
+    memory_start: dict[int, dict[str, float]] = field(default_factory=dict)
+    memory_after: dict[int, dict[str, float]] = field(default_factory=dict)
+    inproc: InProcessResult | None = None
+    server_log_tail: str = ""
+    load_average: str = ""
+    pool_waits: int = 0
+    elapsed_s: float = 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], indent: str = "  "
+) -> list[str]:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
+    cells = [[str(c) for c in headers], *([str(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        first = row[0].ljust(widths[0])
+        rest = (cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))
+        return indent + "  ".join([first, *rest]).rstrip()
+
+    rule = indent + "  ".join("-" * width for width in widths)
+    return [line(cells[0]), rule, *(line(row) for row in cells[1:])]
+
+
+def latency_cells(values: Sequence[float]) -> list[object]:
+    return [len(values), *(ms(percentile(values, q)) for q in (0.50, 0.95, 0.99))]
+
+
+def errors_lines(result: LoadResult | None, label: str = "errors") -> list[str]:
+    if result is None or not result.errors.total:
+        return [f"  {label}: none"]
+    errors = result.errors
+    stopped = " (phase stopped early)" if errors.halt.is_set() else ""
+    lines = [f"  {label}: {errors.total}{stopped}"]
+    lines += [f"    {count} x {cause}" for cause, count in errors.counts.most_common()]
+    return lines
+
+
+def prepared(result: LoadResult | None) -> int:
+    return 0 if result is None else len(result.kept)
+
+
+def statements_text(values: list[int]) -> str:
+    if not values:
+        return "-"
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+@dataclass(frozen=True)
+class Perf2:
+    """The figures PERF-2 sets targets for; None when a phase could not measure one."""
+
+    code_vs_floor: float | None
+    code_post_statements: int | None
+    sign_in_minus_hash_s: float | None
+    code_server_s: float | None
+    largest_worker_rss_mb: float | None
+
+
+def perf2_figures(report: Report) -> Perf2:
+    codes, floor, inproc = report.codes, report.floor, report.inproc
+    ratio = None
+    if codes is not None and floor is not None and floor.per_s > 0:
+        ratio = codes.per_s / floor.per_s
+    statements = minus_hash = code_server = None
+    if inproc is not None:
+        code_statements = inproc.statements.get(CODE_POST, [])
+        statements = max(code_statements) if code_statements else None
+        whole, argon2 = median(inproc.seconds.of(WHOLE)), median(inproc.argon2_s)
+        if whole is not None and argon2 is not None:
+            minus_hash = whole - argon2
+        code_server = median(inproc.seconds.of(CODE_POST))
+    # Workers only: the master serves no requests (it holds the preloaded app to share it).
+    rss = [
+        m["VmRSS"]
+        for pid, m in report.memory_after.items()
+        if "VmRSS" in m and pid != report.master_pid
+    ]
+    return Perf2(ratio, statements, minus_hash, code_server, max(rss) if rss else None)
+
+
+def header_lines(report: Report) -> list[str]:
+    lines = [
+        "Clinic MFA bench (PERF-2)",
+        "=========================",
+        f"database: {report.database}",
+        f"server:   {report.server}",
+        f"clients:  {report.concurrency} threads (http.client, a new connection whenever the "
+        f"server closes one), on the same {os.cpu_count()}-CPU machine as the server",
+        f"load:     {report.load_average} (1, 5, 15 min load average before the run)",
+        f"users:    {report.users} Practitioners, one TOTP factor each, MFA policy 'required'",
+    ]
+    lines += [f"          {note}" for note in report.setup_notes]
+    return lines
+
+
+def full_lines(report: Report) -> list[str]:
+    full = report.full
+    if full is None:
+        return []
+    return [
+        "",
+        f"1. Full sign-ins through gunicorn: concurrency {report.concurrency}, {full.wall_s:.1f} s",
+        f"  {full.done} sign-ins completed: {full.per_s:.1f} per second",
+        *table(
+            ["step", *LATENCY_HEADERS],
+            [[step, *latency_cells(full.samples.of(step))] for step in [*STEPS, WHOLE]],
+        ),
+        *errors_lines(full),
+    ]
+
+
+def code_step_lines(report: Report) -> list[str]:
+    codes, serial = report.codes, report.serial
+    if codes is None:
+        return []
+    rows = [[f"concurrency {report.concurrency}", f"{codes.per_s:.1f}"]]
+    rows[0] += latency_cells(codes.samples.of(CODE_POST))
+    if serial is not None:
+        rows.append(["concurrency 1", f"{serial.per_s:.1f}"])
+        rows[1] += latency_cells(serial.samples.of(CODE_POST))
+    return [
+        "",
+        f"2. The code step alone (POST /mfa/challenge): {prepared(report.codes_prepare)} and "
+        f"{prepared(report.serial_prepare)} sign-ins prepared up to the challenge first",
+        *table(["run", "req/s", *LATENCY_HEADERS], rows),
+        *errors_lines(report.codes_prepare, "errors while preparing"),
+        *errors_lines(report.serial_prepare, "errors while preparing the serial batch"),
+        *errors_lines(codes, f"errors at concurrency {report.concurrency}"),
+        *(errors_lines(serial, "errors at concurrency 1") if serial else []),
+    ]
+
+
+def floor_lines(report: Report, figures: Perf2) -> list[str]:
+    floor, codes = report.floor, report.codes
+    if floor is None:
+        return []
+    lines = [
+        "",
+        f"3. Floor: GET /healthz, concurrency {report.concurrency}, {floor.wall_s:.1f} s",
+        *table(
+            ["run", "req/s", *LATENCY_HEADERS],
+            [[HEALTHZ, f"{floor.per_s:.1f}", *latency_cells(floor.samples.of(HEALTHZ))]],
+        ),
+        *errors_lines(floor),
+    ]
+    if codes is not None and figures.code_vs_floor is not None:
+        lines.append(
+            f"  code step / floor = {codes.per_s:.1f} / {floor.per_s:.1f} req/s "
+            f"= {figures.code_vs_floor:.0%}"
+        )
+    return lines
+
+
+def in_process_lines(report: Report, figures: Perf2) -> list[str]:
+    inproc = report.inproc
+    if inproc is None:
+        return []
+    rows = [
+        [
+            step,
+            statements_text(inproc.statements.get(step, [])),
+            ms(median(inproc.seconds.of(step))),
+            ms(percentile(inproc.seconds.of(step), 0.95)),
+        ]
+        for step in STEPS
+    ]
+    whole = inproc.seconds.of(WHOLE)
+    rows.append(
+        [
+            WHOLE,
+            sum(max(v, default=0) for v in inproc.statements.values()),
+            ms(median(whole)),
+            ms(percentile(whole, 0.95)),
+        ]
+    )
+    return [
+        "",
+        f"4. In-process (app.test_client(), no HTTP, same database): {inproc.sign_ins} "
+        f"sign-ins timed after {IN_PROCESS_WARMUP} warm-up",
+        *table(["step", "SQL statements", "median ms", "p95 ms"], rows),
+        f"  argon2id verify alone: median {ms(median(inproc.argon2_s))} ms "
+        f"(of {len(inproc.argon2_s)})",
+        f"  whole sign-in minus password hash: {ms(figures.sign_in_minus_hash_s)} ms",
+        f"  code step server time: {ms(figures.code_server_s)} ms",
+        *errors_lines(inproc.load),
+    ]
+
+
+def memory_lines(report: Report) -> list[str]:
+    rows: list[list[object]] = []
+    names = {report.master_pid: "master"}
+    pids = [report.master_pid, *sorted(set(report.memory_start) | set(report.memory_after))]
+    for pid in dict.fromkeys(pids):
+        start = report.memory_start.get(pid, {})
+        after = report.memory_after.get(pid, {})
+        rows.append(
+            [
+                f"{names.get(pid, 'worker')} {pid}",
+                _mb(start.get("VmRSS")),
+                _mb(after.get("VmRSS")),
+                _mb(after.get("VmHWM")),
+                _mb(after.get("Pss")),
+                _mb(after.get("USS")),
+            ]
+        )
+    return [
+        "",
+        "5. Memory of gunicorn's processes (MB = MiB); the app is preloaded in the master, so",
+        "   workers share most pages with it: PSS splits shared pages, USS is the worker's own",
+        *table(
+            ["process", "RSS at start", "RSS after load", "peak RSS", "PSS after", "USS after"],
+            rows,
+        ),
+    ]
+
+
+def server_log_lines(report: Report) -> list[str]:
+    if not report.server_log_tail.strip():
+        return []
+    lines = ["", "gunicorn's log (warnings and errors, last lines)"]
+    return lines + [f"  {line}" for line in report.server_log_tail.splitlines()]
+
+
+def summary_lines(figures: Perf2) -> list[str]:
+    def row(
+        name: str, value: Any, show: Callable[[Any], str], met: Callable[[Any], bool]
+    ) -> list[str]:
+        if value is None:
+            return [name, "not measured", "MISS"]
+        return [name, show(value), "PASS" if met(value) else "MISS"]
+
+    rows = [
+        row(
+            f"code step req/s >= {CODE_VS_FLOOR_MIN:.0%} of the /healthz floor",
+            figures.code_vs_floor,
+            lambda v: f"{v:.0%}",
+            lambda v: v >= CODE_VS_FLOOR_MIN,
+        ),
+        row(
+            f"SQL statements of POST /mfa/challenge <= {CODE_POST_STATEMENTS_MAX}",
+            figures.code_post_statements,
+            str,
+            lambda v: v <= CODE_POST_STATEMENTS_MAX,
+        ),
+        row(
+            f"whole sign-in minus password hash <= {SIGN_IN_WITHOUT_HASH_MAX_S * 1000:.0f} ms",
+            figures.sign_in_minus_hash_s,
+            lambda v: f"{ms(v)} ms",
+            lambda v: v <= SIGN_IN_WITHOUT_HASH_MAX_S,
+        ),
+        row(
+            f"code step server time < {CODE_STEP_SERVER_MAX_S * 1000:.0f} ms",
+            figures.code_server_s,
+            lambda v: f"{ms(v)} ms",
+            lambda v: v < CODE_STEP_SERVER_MAX_S,
+        ),
+        row(
+            f"worker RSS < {WORKER_RSS_MAX_MB:.0f} MB (largest, after load)",
+            figures.largest_worker_rss_mb,
+            lambda v: f"{v:.1f} MB",
+            lambda v: v < WORKER_RSS_MAX_MB,
+        ),
+    ]
+    return ["", "PERF-2 summary", *table(["target", "measured", "result"], rows)]
+
+
+def print_report(report: Report) -> None:
+    figures = perf2_figures(report)
+    lines = [
+        *header_lines(report),
+        *full_lines(report),
+        *code_step_lines(report),
+        *floor_lines(report, figures),
+        *in_process_lines(report, figures),
+        *memory_lines(report),
+        *server_log_lines(report),
+        *summary_lines(figures),
+        "",
+        f"Fresh users had to be waited for {report.pool_waits} times; the run took "
+        f"{report.elapsed_s:.1f} s.",
+    ]
+    print("\n".join(lines), flush=True)
