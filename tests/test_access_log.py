@@ -3,12 +3,9 @@ production gunicorn.conf.py, and the redaction rule it applies."""
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 import tests.conftest as conftest
+from bench.server import free_port, stop_gunicorn, wait_until_healthy
 from models import Role, User, db
 from services.links import redact_tokens
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, base_config, migrate
@@ -29,10 +27,8 @@ from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, base_config, migr
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL = "nurse@clinic.example"
 NEW_PASSWORD = "a brand new long passphrase"
-START_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 10.0
 MAIL_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 10.0
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
@@ -51,12 +47,6 @@ def test_token_paths_are_redacted(line, expected):
     assert redact_tokens(line) == expected
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _seed_user(url: str, password_hash: str) -> None:
     from app import create_app
 
@@ -69,38 +59,6 @@ def _seed_user(url: str, password_hash: str) -> None:
         db.engine.dispose()
 
 
-def _wait_until_ready(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited early:\n{log_path.read_text()}")
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        try:
-            conn.request("GET", "/healthz")
-            response = conn.getresponse()
-            response.read()
-            if response.status == 200:
-                return
-        except OSError:
-            pass
-        finally:
-            conn.close()
-        time.sleep(0.1)
-    raise AssertionError(f"gunicorn did not answer in {START_TIMEOUT_S} s:\n{log_path.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """TERM (the master stops its workers), then KILL the group after a bounded wait: the
-    group is gunicorn's alone (a new session), and it still exists while the master lives."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=STOP_TIMEOUT_S)
-
-
 @pytest.fixture
 def gunicorn_server(tmp_path, smtp_server, password_hash) -> Iterator[tuple[str, Path]]:
     """gunicorn -c gunicorn.conf.py in production mode on a free loopback port, a fresh SQLite
@@ -108,7 +66,7 @@ def gunicorn_server(tmp_path, smtp_server, password_hash) -> Iterator[tuple[str,
     url = f"sqlite:///{tmp_path / 'gunicorn.sqlite3'}"
     migrate(url)
     _seed_user(url, password_hash)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -143,10 +101,10 @@ def gunicorn_server(tmp_path, smtp_server, password_hash) -> Iterator[tuple[str,
             start_new_session=True,
         )
         try:
-            _wait_until_ready(port, process, log_path)
+            wait_until_healthy(port, process, log_path)
             yield base, log_path
         finally:
-            _stop(process)
+            stop_gunicorn(process)
 
 
 def _csrf(html: str) -> str:
