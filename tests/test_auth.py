@@ -9,7 +9,9 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
+from blueprints.auth.views import GENERIC_ERROR
 from models import AuditEvent, SignInThrottle, UserSession, db
+from services import throttle
 from tests.conftest import PASSWORD, AuthActions, make_app
 
 
@@ -77,9 +79,23 @@ def test_sign_in_page_is_not_cached_and_fields_are_labelled(client):
     assert 'autocomplete="current-password"' in html
 
 
-def test_inactive_user_cannot_sign_in(auth, make_user):
+def test_disabled_account_answers_the_right_password_like_a_wrong_one(app, auth, make_user):
+    """A different answer would tell a guesser the password was right; only the audit log
+    keeps the difference, and the refusal counts against the address like any failure."""
     make_user(active=False)
-    assert auth.login().status_code == 403
+    right = auth.login()
+    wrong = auth.login(password="not the password at all")
+    assert right.status_code == wrong.status_code == 422
+    assert GENERIC_ERROR in right.get_data(as_text=True)
+    assert _comparable(right) == _comparable(wrong)
+    assert events(app) == ["sign_in.refused_inactive", "sign_in.password_failed"]
+    with app.app_context():
+        failures = db.session.scalar(
+            sa.select(SignInThrottle.failures).where(
+                SignInThrottle.key == throttle.email_key("nurse@clinic.example")
+            )
+        )
+    assert failures == 2
 
 
 def test_throttle_after_repeated_failures(app, auth, make_user):
