@@ -51,6 +51,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             app.instance_path, production=app.config["MFA_ENV"] == "production"
         )
 
+    if not app.config.get("MAIL_DEFAULT_SENDER"):
+        app.config["MAIL_DEFAULT_SENDER"] = config.default_sender(app.config["MFA_CLINIC_NAME"])
+
     try:
         localtime.zone(app.config["MFA_TIME_ZONE"])
     except ValueError as exc:

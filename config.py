@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from datetime import timedelta
+from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,9 +76,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MAIL_USE_SSL": _env_bool("MAIL_USE_SSL", False),
         "MAIL_USERNAME": os.environ.get("MAIL_USERNAME"),
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD"),
-        "MAIL_DEFAULT_SENDER": os.environ.get(
-            "MAIL_DEFAULT_SENDER", "Clinic MFA <no-reply@clinic.example>"
-        ),
+        # None: create_app names the clinic as the sender (default_sender below).
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER") or None,
         "MAIL_SUPPRESS_SEND": False,
         # "console" prints mail instead of sending it; `make run` uses it.
         "MFA_MAIL_TRANSPORT": os.environ.get(
@@ -141,6 +141,15 @@ def defaults(instance_path: str) -> dict[str, Any]:
         ),
         "MFA_FIRST_ADMIN_EMAIL": os.environ.get("MFA_FIRST_ADMIN_EMAIL", "admin@clinic.example"),
     }
+
+
+DEFAULT_SENDER_ADDRESS = "no-reply@clinic.example"
+
+
+def default_sender(clinic_name: str) -> str:
+    """``Harbour Clinic <no-reply@clinic.example>``: the name quoted or RFC 2047-encoded as it
+    needs, so a comma, a quote or an accent in the clinic's name cannot break the header."""
+    return formataddr((clinic_name, DEFAULT_SENDER_ADDRESS))
 
 
 def load_secret_key(instance_path: str, production: bool) -> str:
