@@ -16,6 +16,7 @@ import config
 from models import db
 from services import localtime, static_files
 from services.mail import mail
+from services.mail import transport_problem as mail_transport_problem
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -60,6 +61,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise config.ConfigError(str(exc)) from exc
 
     _init_hosts(app)
+    config.refuse_unsafe_production(app.config)
+    mail_problem = mail_transport_problem(app.config)
+    if mail_problem:
+        # A warning, not a refusal: a clinic may start before its mail server is ready.
+        app.logger.warning("%s Password resets and security notices cannot be sent.", mail_problem)
     # Outermost, so static files are answered before Flask (and ProxyFix) are involved.
     static_files.init_app(app, headers=SECURITY_HEADERS)
 

@@ -7,6 +7,7 @@ import stat
 from datetime import UTC, datetime
 
 import pyotp
+import pytest
 import sqlalchemy as sa
 import time_machine
 
@@ -118,3 +119,76 @@ def test_policy_set_refuses_bad_values(app, runner):
         result = runner.invoke(args=["policy", "set", *args])
         assert result.exit_code != 0, args
     assert "mode:            off" in runner.invoke(args=["policy", "show"]).output
+
+
+@pytest.mark.parametrize(
+    ("settings", "methods", "message"),
+    [
+        (
+            {"MFA_SMS_GATEWAY": None},
+            "totp,sms",
+            "Text message (SMS) cannot be allowed yet. No SMS gateway is configured: set "
+            "MFA_SMS_GATEWAY to webhook or twilio.",
+        ),
+        (
+            {"MFA_SMS_WEBHOOK_SECRET": None},
+            "totp,sms",
+            "Text message (SMS) cannot be allowed yet. SMS webhook is not configured: set "
+            "MFA_SMS_WEBHOOK_URL and MFA_SMS_WEBHOOK_SECRET.",
+        ),
+        (
+            {
+                "MFA_SMS_GATEWAY": "twilio",
+                "MFA_SMS_TWILIO_ACCOUNT_SID": "AC123",
+                "MFA_SMS_TWILIO_AUTH_TOKEN": "token",
+            },
+            "totp,sms",
+            "Text message (SMS) cannot be allowed yet. Twilio is not configured: set "
+            "MFA_SMS_TWILIO_ACCOUNT_SID, MFA_SMS_TWILIO_AUTH_TOKEN and MFA_SMS_TWILIO_FROM or "
+            "MFA_SMS_TWILIO_MESSAGING_SERVICE_SID.",
+        ),
+        (
+            {"MFA_SMS_GATEWAY": "carrier-pigeon"},
+            "sms",
+            "Text message (SMS) cannot be allowed yet. Unknown MFA_SMS_GATEWAY "
+            "'carrier-pigeon'; use one of: console, twilio, webhook.",
+        ),
+        (
+            {"MAIL_SERVER": None},
+            "email,totp",
+            "Email cannot be allowed yet. No mail server is configured: set MAIL_SERVER (with "
+            "MAIL_PORT, MAIL_USE_TLS, MAIL_USERNAME and MAIL_PASSWORD as the server needs).",
+        ),
+    ],
+    ids=["no-gateway", "webhook-without-secret", "twilio-without-sender", "unknown", "no-mail"],
+)
+def test_policy_refuses_a_method_it_cannot_deliver(app, runner, settings, methods, message):
+    app.config.update(settings)
+    result = runner.invoke(args=["policy", "set", "--methods", methods])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {message}\n"
+    with app.app_context():
+        assert db.session.scalar(sa.select(ClinicPolicy)) is None  # nothing stored: the default
+        assert db.session.scalar(sa.select(AuditEvent.event)) is None
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # the tests' SMTP server and webhook
+        {"MFA_MAIL_TRANSPORT": "console", "MFA_SMS_GATEWAY": "console", "MAIL_SERVER": None},
+        {
+            "MFA_SMS_GATEWAY": "twilio",
+            "MFA_SMS_TWILIO_ACCOUNT_SID": "AC123",
+            "MFA_SMS_TWILIO_AUTH_TOKEN": "token",
+            "MFA_SMS_TWILIO_MESSAGING_SERVICE_SID": "MG123",
+        },
+    ],
+    ids=["smtp-and-webhook", "console", "twilio-messaging-service"],
+)
+def test_policy_allows_methods_it_can_deliver(app, runner, settings):
+    app.config.update(settings)
+    result = runner.invoke(args=["policy", "set", "--methods", "sms,email,totp"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert db.session.scalar(sa.select(ClinicPolicy.allowed_methods)) == "totp,email,sms"
