@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 from models import db
-from services import localtime, static_files
+from services import localtime, passwords, static_files
 from services.mail import mail
 from services.mail import transport_problem as mail_transport_problem
 
@@ -59,6 +59,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         localtime.zone(app.config["MFA_TIME_ZONE"])
     except ValueError as exc:
         raise config.ConfigError(str(exc)) from exc
+
+    try:
+        passwords.init_app(app)
+    except ValueError as exc:
+        raise config.ConfigError(
+            f"MFA_PASSWORD_HASH_PARAMS: {exc} (OWASP's are t=2,m=19456,p=1)."
+        ) from exc
 
     _init_hosts(app)
     config.refuse_unsafe_production(app.config)

@@ -113,6 +113,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MFA_PASSWORD_FREE_TRIES_PER_IP": 20,
         "MFA_PASSWORD_MAX_DELAY": timedelta(minutes=15),
         "MFA_PASSWORD_HARD_LOCK_AFTER": 100,
+        # argon2id cost as "t=2,m=19456,p=1" (or a mapping); None is OWASP's, those very values.
+        # Only the test suite has a reason to lower them.
+        "MFA_PASSWORD_HASH_PARAMS": os.environ.get("MFA_PASSWORD_HASH_PARAMS") or None,
         "MFA_PASSWORD_IP_WINDOW": timedelta(hours=1),
         # Second factor (FAC, AUTH-3).
         "MFA_PENDING_SIGN_IN_FOR": timedelta(minutes=5),
