@@ -83,7 +83,12 @@ def test_key_file_is_generated_private_and_rotated_without_lockout(
 
 def test_rotate_refuses_when_keys_come_from_the_environment(runner):
     result = runner.invoke(args=["keys", "rotate"])
-    assert result.exit_code != 0 and "MFA_ENCRYPTION_KEYS" in result.output
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: Keys come from MFA_ENCRYPTION_KEYS. Put a new key first in that list (make one "
+        "with `flask --app app keys generate`), restart, then run "
+        "`flask --app app keys reencrypt`.\n"
+    )
 
 
 def test_policy_set_and_show(app, runner):
@@ -109,15 +114,24 @@ def test_policy_defaults_are_off(runner):
 
 
 def test_policy_set_refuses_bad_values(app, runner):
-    for args in (
-        ["--mode", "sometimes"],
-        ["--methods", "carrier-pigeon"],
-        ["--methods", ""],
-        ["--remember-days", "91"],
-        ["--remember-days", "-1"],
+    for args, code, error in (
+        (
+            ["--mode", "sometimes"],
+            2,  # click's usage error
+            "Invalid value for '--mode': 'sometimes' is not one of 'off', 'optional', 'required'.",
+        ),
+        (
+            ["--methods", "carrier-pigeon"],
+            1,
+            "Unknown method carrier-pigeon; choose from totp, email, sms.",
+        ),
+        (["--methods", ""], 1, "Allow at least one method."),
+        (["--remember-days", "91"], 1, "Remember days must be between 0 (off) and 90."),
+        (["--remember-days", "-1"], 1, "Remember days must be between 0 (off) and 90."),
     ):
         result = runner.invoke(args=["policy", "set", *args])
-        assert result.exit_code != 0, args
+        assert result.exit_code == code, args
+        assert result.output.endswith(f"Error: {error}\n"), args
     assert "mode:            off" in runner.invoke(args=["policy", "show"]).output
 
 
