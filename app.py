@@ -13,8 +13,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import config
 from extensions import csrf, login_manager
 from models import db
-from services import localtime, static_files
+from services import localtime, passwords, static_files
 from services.mail import mail
+from services.mail import transport_problem as mail_transport_problem
 from services.wording import plural
 
 # No inline script or style anywhere; htmx's own indicator styles are switched off in
@@ -48,12 +49,27 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             app.instance_path, production=app.config["MFA_ENV"] == "production"
         )
 
+    if not app.config.get("MAIL_DEFAULT_SENDER"):
+        app.config["MAIL_DEFAULT_SENDER"] = config.default_sender(app.config["MFA_CLINIC_NAME"])
+
     try:
         localtime.zone(app.config["MFA_TIME_ZONE"])
     except ValueError as exc:
         raise config.ConfigError(str(exc)) from exc
 
+    try:
+        passwords.init_app(app)
+    except ValueError as exc:
+        raise config.ConfigError(
+            f"MFA_PASSWORD_HASH_PARAMS: {exc} (OWASP's are t=2,m=19456,p=1)."
+        ) from exc
+
     _init_hosts(app)
+    config.refuse_unsafe_production(app.config)
+    mail_problem = mail_transport_problem(app.config)
+    if mail_problem:
+        # A warning, not a refusal: a clinic may start before its mail server is ready.
+        app.logger.warning("%s Password resets and security notices cannot be sent.", mail_problem)
     # Outermost, so static files are answered before Flask (and ProxyFix) are involved.
     static_files.init_app(app, headers=SECURITY_HEADERS)
 

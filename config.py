@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from datetime import timedelta
+from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,19 +70,24 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session does
         "WTF_CSRF_SSL_STRICT": secure_cookies,
-        "MAIL_SERVER": os.environ.get("MAIL_SERVER", "127.0.0.1"),
+        # Production names its mail server: email codes cannot be allowed without one, and a
+        # guessed local relay would lose security notices without a word.
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER") or (None if production else "127.0.0.1"),
         "MAIL_PORT": _env_int("MAIL_PORT", 25),
         "MAIL_USE_TLS": _env_bool("MAIL_USE_TLS", False),
         "MAIL_USE_SSL": _env_bool("MAIL_USE_SSL", False),
         "MAIL_USERNAME": os.environ.get("MAIL_USERNAME"),
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD"),
-        "MAIL_DEFAULT_SENDER": os.environ.get(
-            "MAIL_DEFAULT_SENDER", "Clinic MFA <no-reply@clinic.example>"
-        ),
+        # None: create_app names the clinic as the sender (default_sender below).
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER") or None,
         "MAIL_SUPPRESS_SEND": False,
-        # "console" prints mail instead of sending it; `make run` uses it.
+        # "console" prints mail instead of sending it; `make run` uses it. Production refuses
+        # it (and the console SMS gateway) unless the variable below says it is wanted.
         "MFA_MAIL_TRANSPORT": os.environ.get(
             "MFA_MAIL_TRANSPORT", "smtp" if production else "console"
+        ),
+        "MFA_ALLOW_CONSOLE_DELIVERY_IN_PRODUCTION": _env_bool(
+            "MFA_ALLOW_CONSOLE_DELIVERY_IN_PRODUCTION", False
         ),
         "MAIL_TIMEOUT": _env_int("MAIL_TIMEOUT", 10),
         "MFA_CLINIC_NAME": os.environ.get("MFA_CLINIC_NAME", "Clinic"),
@@ -107,6 +113,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MFA_PASSWORD_FREE_TRIES_PER_IP": 20,
         "MFA_PASSWORD_MAX_DELAY": timedelta(minutes=15),
         "MFA_PASSWORD_HARD_LOCK_AFTER": 100,
+        # argon2id cost as "t=2,m=19456,p=1" (or a mapping); None is OWASP's, those very values.
+        # Only the test suite has a reason to lower them.
+        "MFA_PASSWORD_HASH_PARAMS": os.environ.get("MFA_PASSWORD_HASH_PARAMS") or None,
         "MFA_PASSWORD_IP_WINDOW": timedelta(hours=1),
         # Second factor (FAC, AUTH-3).
         "MFA_PENDING_SIGN_IN_FOR": timedelta(minutes=5),
@@ -127,8 +136,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MFA_CODE_SENDS_PER_HOUR": 5,
         "MFA_CODE_WRONG_TRIES": 5,
         "MFA_PASSWORD_RESET_VALID_FOR": timedelta(minutes=30),
-        # SMS gateway: console (prints), webhook (signed JSON POST) or twilio.
-        "MFA_SMS_GATEWAY": os.environ.get("MFA_SMS_GATEWAY", "console"),
+        # SMS gateway: console (prints), webhook (signed JSON POST) or twilio. None in
+        # production until one is chosen: SMS cannot be allowed then.
+        "MFA_SMS_GATEWAY": os.environ.get("MFA_SMS_GATEWAY") or (None if production else "console"),
         "MFA_SMS_TIMEOUT": _env_int("MFA_SMS_TIMEOUT", 5),
         "MFA_SMS_WEBHOOK_URL": os.environ.get("MFA_SMS_WEBHOOK_URL"),
         "MFA_SMS_WEBHOOK_SECRET": os.environ.get("MFA_SMS_WEBHOOK_SECRET"),
@@ -143,6 +153,15 @@ def defaults(instance_path: str) -> dict[str, Any]:
         ),
         "MFA_FIRST_ADMIN_EMAIL": os.environ.get("MFA_FIRST_ADMIN_EMAIL", "admin@clinic.example"),
     }
+
+
+DEFAULT_SENDER_ADDRESS = "no-reply@clinic.example"
+
+
+def default_sender(clinic_name: str) -> str:
+    """``Harbour Clinic <no-reply@clinic.example>``: the name quoted or RFC 2047-encoded as it
+    needs, so a comma, a quote or an accent in the clinic's name cannot break the header."""
+    return formataddr((clinic_name, DEFAULT_SENDER_ADDRESS))
 
 
 def load_secret_key(instance_path: str, production: bool) -> str:
@@ -168,6 +187,52 @@ def load_secret_key(instance_path: str, production: bool) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     return key
+
+
+ALLOW_CONSOLE = "MFA_ALLOW_CONSOLE_DELIVERY_IN_PRODUCTION"
+CONSOLE_MAIL_REFUSED = (
+    "MFA_MAIL_TRANSPORT=console prints every email, sign-in codes and password-reset links "
+    "included, into the server log. In production send mail through SMTP "
+    "(MFA_MAIL_TRANSPORT=smtp and MAIL_SERVER), or set "
+    f"{ALLOW_CONSOLE}=1 if the log really is where they should go."
+)
+CONSOLE_SMS_REFUSED = (
+    "MFA_SMS_GATEWAY=console prints every text message, sign-in codes included, into the "
+    "server log. In production set MFA_SMS_GATEWAY to webhook or twilio, leave it unset if "
+    f"the clinic does not use SMS, or set {ALLOW_CONSOLE}=1 if the log really is where they "
+    "should go."
+)
+KEYS_NOT_SET = (
+    "Encryption keys are not configured. In production set MFA_ENCRYPTION_KEYS and "
+    "MFA_HASH_KEY, or MFA_KEYS_FILE to a key file kept apart from the database: a key file "
+    "generated into instance/ beside the database ends up in the same backups, and a backup "
+    "holding both defeats the encryption. Make the keys with "
+    "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+    " (MFA_ENCRYPTION_KEYS) and `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+    " (MFA_HASH_KEY)."
+)
+KEYS_HALF_SET = (
+    "MFA_ENCRYPTION_KEYS and MFA_HASH_KEY go together: set both, or neither and MFA_KEYS_FILE."
+)
+
+
+def refuse_unsafe_production(settings: Mapping[str, Any]) -> None:
+    """ConfigError for the defaults that are fine on a laptop and unsafe on a server: codes
+    printed into the log, and keys generated beside the database they protect. Whether each
+    allowed method can be delivered is checked when the policy changes (services/policy.py),
+    not here: refusing to start over a stored policy would lock everyone out."""
+    if settings["MFA_ENV"] != "production":
+        return
+    if not settings.get(ALLOW_CONSOLE):
+        if settings.get("MFA_MAIL_TRANSPORT") == "console":
+            raise ConfigError(CONSOLE_MAIL_REFUSED)
+        if settings.get("MFA_SMS_GATEWAY") == "console":
+            raise ConfigError(CONSOLE_SMS_REFUSED)
+    env_keys, hash_key = settings.get("MFA_ENCRYPTION_KEYS"), settings.get("MFA_HASH_KEY")
+    if bool(env_keys) != bool(hash_key):
+        raise ConfigError(KEYS_HALF_SET)
+    if not env_keys and not settings.get("MFA_KEYS_FILE"):
+        raise ConfigError(KEYS_NOT_SET)
 
 
 def _host_name(name: str, setting: str) -> str:

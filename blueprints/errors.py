@@ -14,6 +14,7 @@ from werkzeug.exceptions import (
     HTTPException,
     InternalServerError,
     SecurityError,
+    UnsupportedMediaType,
 )
 
 from blueprints.htmx import VARY, redirect_to, render, wants_partial
@@ -28,6 +29,7 @@ MESSAGES = {
     404: ("Page not found", "Check the address, or go back to the start page."),
     405: ("That action is not available here", "Go back and use the buttons on the page."),
     413: ("That was too much to send", "Shorten what you entered and try again."),
+    415: ("That kind of request is not accepted here", "Use the form on the page."),
     422: ("Some details need fixing", "Go back, check what you entered and try again."),
     429: ("Too many attempts", "Wait a little, then try again."),
     500: (
@@ -118,6 +120,19 @@ def _refuse_control_characters() -> None:
             raise BadRequest("Control characters are not allowed.")
 
 
+# What a page's form sends (htmx too). Nothing here takes JSON, XML or raw bytes.
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def _refuse_bodies_that_are_not_forms() -> None:
+    """A POST carries a form or nothing; anything else is a 415 before CSRF or a view reads
+    it. Flask-WTF would otherwise read a JSON body as the form's fields."""
+    if request.method != "POST" or request.mimetype in _FORM_TYPES:
+        return
+    if request.mimetype or request.content_length:
+        raise UnsupportedMediaType()
+
+
 def _unauthorized() -> ResponseReturnValue:
     if g.get("session_ended"):
         flash("Your session ended. Please sign in again.", "info")
@@ -130,6 +145,7 @@ def _unauthorized() -> ResponseReturnValue:
 def guard_requests(app: Flask) -> None:
     """The input guards; called before any extension registers its own before-request hook."""
     app.before_request(_refuse_bad_host)
+    app.before_request(_refuse_bodies_that_are_not_forms)
     app.before_request(_refuse_control_characters)
 
 

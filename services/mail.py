@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import smtplib
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from flask import current_app, render_template
 from flask_mail import Connection, Mail, Message
@@ -33,6 +35,23 @@ class _TimedConnection(Connection):
         if cfg["MAIL_USERNAME"] and cfg["MAIL_PASSWORD"]:
             host.login(cfg["MAIL_USERNAME"], cfg["MAIL_PASSWORD"])
         return host
+
+
+NO_MAIL_SERVER = (
+    "No mail server is configured: set MAIL_SERVER (with MAIL_PORT, MAIL_USE_TLS, "
+    "MAIL_USERNAME and MAIL_PASSWORD as the server needs)."
+)
+
+
+def transport_problem(config: Mapping[str, Any]) -> str | None:
+    """Why no email can be sent with these settings, or None. Settings only: a server that is
+    down is found out when sending. The console transport counts as configured: production
+    starts with it only when told to (config.refuse_unsafe_production)."""
+    if config.get("MFA_MAIL_TRANSPORT") == "console":
+        return None
+    if not config.get("MAIL_SERVER"):
+        return NO_MAIL_SERVER
+    return None
 
 
 def send(to: str, subject: str, template: str, **context: object) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from sqlalchemy import select
 
 from models import ClinicPolicy, User, db
 from models.factors import EMAIL, SMS, TOTP
 from models.policy import MODES
 from models.user import ADMINISTRATOR
-from services import devices
+from services import devices, mail, sms
 
 # Methods this build can deliver, in the order the wizard offers them (strongest first).
 METHOD_LABELS = {TOTP: "Authenticator app", EMAIL: "Email", SMS: "Text message (SMS)"}
@@ -67,6 +68,17 @@ def parse_methods(raw: str) -> str:
     return ",".join(m for m in METHOD_LABELS if m in methods)
 
 
+def delivery_problem(method: str) -> str | None:
+    """Why codes of ``method`` cannot be delivered with this server's settings, or None.
+    `make run`'s console transports count as delivered; production starts with them only
+    when told to (config.refuse_unsafe_production)."""
+    if method == EMAIL:
+        return mail.transport_problem(current_app.config)
+    if method == SMS:
+        return sms.gateway_problem(current_app.config)
+    return None
+
+
 def update(
     *,
     mode: str | None = None,
@@ -85,7 +97,13 @@ def update(
             raise PolicyError(f"Mode must be one of {', '.join(MODES)}.")
         policy.mode = mode
     if methods is not None:
-        policy.allowed_methods = parse_methods(methods)
+        parsed = parse_methods(methods)
+        # A method nobody can receive a code by would strand whoever picks it (FAC-4, OPS-5).
+        for method in parsed.split(","):
+            problem = delivery_problem(method)
+            if problem:
+                raise PolicyError(f"{METHOD_LABELS[method]} cannot be allowed yet. {problem}")
+        policy.allowed_methods = parsed
     if remember_days is not None:
         if not 0 <= remember_days <= MAX_REMEMBER_DAYS:
             raise PolicyError(f"Remember days must be between 0 (off) and {MAX_REMEMBER_DAYS}.")

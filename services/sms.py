@@ -59,6 +59,10 @@ class SmsGateway(ABC):
     def send(self, to: str, body: str) -> None:
         """Deliver ``body`` to the E.164 number ``to`` or raise ``SmsDeliveryError``."""
 
+    def problem(self) -> str | None:
+        """What is missing from the settings for this gateway to send anything, or None."""
+        return None
+
 
 class ConsoleGateway(SmsGateway):
     """Prints the message, like console mail, so `make run` needs no gateway."""
@@ -201,13 +205,18 @@ class WebhookGateway(_HttpGateway):
 
     name = "webhook"
 
+    def problem(self) -> str | None:
+        cfg = self.config
+        if cfg.get("MFA_SMS_WEBHOOK_URL") and cfg.get("MFA_SMS_WEBHOOK_SECRET"):
+            return None
+        return "SMS webhook is not configured: set MFA_SMS_WEBHOOK_URL and MFA_SMS_WEBHOOK_SECRET."
+
     def send(self, to: str, body: str) -> None:
-        url = self.config.get("MFA_SMS_WEBHOOK_URL")
-        secret = self.config.get("MFA_SMS_WEBHOOK_SECRET")
-        if not url or not secret:
-            raise SmsDeliveryError(
-                "SMS webhook is not configured: set MFA_SMS_WEBHOOK_URL and MFA_SMS_WEBHOOK_SECRET."
-            )
+        problem = self.problem()
+        if problem:
+            raise SmsDeliveryError(problem)
+        url = self.config["MFA_SMS_WEBHOOK_URL"]
+        secret = self.config["MFA_SMS_WEBHOOK_SECRET"]
         sent_at = int(time.time())
         data = json.dumps(
             {"to": to, "body": body, "sent_at": sent_at}, separators=(",", ":"), sort_keys=True
@@ -226,17 +235,26 @@ class TwilioGateway(_HttpGateway):
 
     name = "twilio"
 
+    def problem(self) -> str | None:
+        cfg = self.config
+        sid, token = cfg.get("MFA_SMS_TWILIO_ACCOUNT_SID"), cfg.get("MFA_SMS_TWILIO_AUTH_TOKEN")
+        sender = cfg.get("MFA_SMS_TWILIO_FROM") or cfg.get("MFA_SMS_TWILIO_MESSAGING_SERVICE_SID")
+        if sid and token and sender:
+            return None
+        return (
+            "Twilio is not configured: set MFA_SMS_TWILIO_ACCOUNT_SID, "
+            "MFA_SMS_TWILIO_AUTH_TOKEN and MFA_SMS_TWILIO_FROM or "
+            "MFA_SMS_TWILIO_MESSAGING_SERVICE_SID."
+        )
+
     def send(self, to: str, body: str) -> None:
-        sid = self.config.get("MFA_SMS_TWILIO_ACCOUNT_SID")
-        token = self.config.get("MFA_SMS_TWILIO_AUTH_TOKEN")
+        problem = self.problem()
+        if problem:
+            raise SmsDeliveryError(problem)
+        sid = self.config["MFA_SMS_TWILIO_ACCOUNT_SID"]
+        token = self.config["MFA_SMS_TWILIO_AUTH_TOKEN"]
         sender = self.config.get("MFA_SMS_TWILIO_FROM")
         service = self.config.get("MFA_SMS_TWILIO_MESSAGING_SERVICE_SID")
-        if not sid or not token or not (sender or service):
-            raise SmsDeliveryError(
-                "Twilio is not configured: set MFA_SMS_TWILIO_ACCOUNT_SID, "
-                "MFA_SMS_TWILIO_AUTH_TOKEN and MFA_SMS_TWILIO_FROM or "
-                "MFA_SMS_TWILIO_MESSAGING_SERVICE_SID."
-            )
         base = self.config.get("MFA_SMS_TWILIO_BASE_URL") or "https://api.twilio.com"
         url = (
             f"{base.rstrip('/')}/2010-04-01/Accounts/"
@@ -286,17 +304,37 @@ GATEWAYS: dict[str, type[SmsGateway]] = {
 }
 
 
+NO_GATEWAY = "No SMS gateway is configured: set MFA_SMS_GATEWAY to webhook or twilio."
+
+
+def _gateway(config: Mapping[str, Any]) -> SmsGateway:
+    name = config.get("MFA_SMS_GATEWAY")
+    if not name:
+        raise SmsDeliveryError(NO_GATEWAY)
+    gateway_class = GATEWAYS.get(name) if isinstance(name, str) else None
+    if gateway_class is None:
+        raise SmsDeliveryError(
+            f"Unknown MFA_SMS_GATEWAY {name!r}; use one of: {', '.join(sorted(GATEWAYS))}."
+        )
+    return gateway_class(config)
+
+
+def gateway_problem(config: Mapping[str, Any]) -> str | None:
+    """Why no SMS can be sent with these settings, or None. Settings only: a gateway that is
+    down is found out when sending. The console gateway counts as configured: production
+    starts with it only when told to (config.refuse_unsafe_production)."""
+    try:
+        return _gateway(config).problem()
+    except SmsDeliveryError as exc:
+        return str(exc)
+
+
 def send_sms(to_e164: str, body: str) -> None:
     """Send ``body`` to ``to_e164`` through the configured gateway; ``SmsDeliveryError`` on
     any failure, with a warning logged that names the gateway but never the body."""
     name = current_app.config.get("MFA_SMS_GATEWAY")
     try:
-        gateway_class = GATEWAYS.get(name) if isinstance(name, str) else None
-        if gateway_class is None:
-            raise SmsDeliveryError(
-                f"Unknown MFA_SMS_GATEWAY {name!r}; use one of: {', '.join(sorted(GATEWAYS))}."
-            )
-        gateway_class(current_app.config).send(to_e164, body)
+        _gateway(current_app.config).send(to_e164, body)
     except SmsDeliveryError as exc:
         current_app.logger.warning("SMS via %s failed: %s", name, exc.reason)
         raise

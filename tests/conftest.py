@@ -25,7 +25,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from app import create_app
 from models import DEFAULT_ROLES, Base, Role, User, db
-from services.passwords import hash_password
+from services.passwords import Hasher, parse_params
 
 IN_CI = os.environ.get("CI") == "true"
 PG_ADMIN_URL = os.environ.get(
@@ -58,6 +58,9 @@ TEST_HASH_KEY = "dGVzdC1oYXNoLWtleS10ZXN0LWhhc2gta2V5LTAxMjM0"
 SMTP_PORT: int | None = None  # set by the smtp_server fixture before any app is made
 SMS_URL: str | None = None  # set by the sms_server fixture
 SMS_SECRET = "test-webhook-secret"
+# argon2id at its minimum cost: hashing is not what most tests test, and at OWASP's cost it
+# took a good share of the suite's time. tests/test_passwords.py tests the real parameters.
+TEST_PASSWORD_HASH_PARAMS = "t=1,m=8,p=1"
 
 
 def base_config(url: str, **extra: Any) -> dict[str, Any]:
@@ -79,14 +82,15 @@ def base_config(url: str, **extra: Any) -> dict[str, Any]:
         "MFA_SMS_WEBHOOK_URL": SMS_URL or "http://127.0.0.1:1/",
         "MFA_SMS_WEBHOOK_SECRET": SMS_SECRET,
         "MFA_SMS_TIMEOUT": 2,
+        "MFA_PASSWORD_HASH_PARAMS": TEST_PASSWORD_HASH_PARAMS,
         **extra,
     }
 
 
 @pytest.fixture(scope="session")
 def password_hash() -> str:
-    """argon2id costs ~40 ms, so tests share one hash of PASSWORD."""
-    return hash_password(PASSWORD)
+    """One hash of PASSWORD for every test, at the tests' argon2 parameters."""
+    return Hasher(parse_params(TEST_PASSWORD_HASH_PARAMS)).argon2.hash(PASSWORD)
 
 
 def _postgres_database() -> Iterator[str]:

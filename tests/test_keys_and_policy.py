@@ -7,6 +7,7 @@ import stat
 from datetime import UTC, datetime
 
 import pyotp
+import pytest
 import sqlalchemy as sa
 import time_machine
 
@@ -82,7 +83,12 @@ def test_key_file_is_generated_private_and_rotated_without_lockout(
 
 def test_rotate_refuses_when_keys_come_from_the_environment(runner):
     result = runner.invoke(args=["keys", "rotate"])
-    assert result.exit_code != 0 and "MFA_ENCRYPTION_KEYS" in result.output
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: Keys come from MFA_ENCRYPTION_KEYS. Put a new key first in that list (make one "
+        "with `flask --app app keys generate`), restart, then run "
+        "`flask --app app keys reencrypt`.\n"
+    )
 
 
 def test_policy_set_and_show(app, runner):
@@ -108,13 +114,95 @@ def test_policy_defaults_are_off(runner):
 
 
 def test_policy_set_refuses_bad_values(app, runner):
-    for args in (
-        ["--mode", "sometimes"],
-        ["--methods", "carrier-pigeon"],
-        ["--methods", ""],
-        ["--remember-days", "91"],
-        ["--remember-days", "-1"],
+    for args, code, error in (
+        (
+            ["--mode", "sometimes"],
+            2,  # click's usage error
+            "Invalid value for '--mode': 'sometimes' is not one of 'off', 'optional', 'required'.",
+        ),
+        (
+            ["--methods", "carrier-pigeon"],
+            1,
+            "Unknown method carrier-pigeon; choose from totp, email, sms.",
+        ),
+        (["--methods", ""], 1, "Allow at least one method."),
+        (["--remember-days", "91"], 1, "Remember days must be between 0 (off) and 90."),
+        (["--remember-days", "-1"], 1, "Remember days must be between 0 (off) and 90."),
     ):
         result = runner.invoke(args=["policy", "set", *args])
-        assert result.exit_code != 0, args
+        assert result.exit_code == code, args
+        assert result.output.endswith(f"Error: {error}\n"), args
     assert "mode:            off" in runner.invoke(args=["policy", "show"]).output
+
+
+@pytest.mark.parametrize(
+    ("settings", "methods", "message"),
+    [
+        (
+            {"MFA_SMS_GATEWAY": None},
+            "totp,sms",
+            "Text message (SMS) cannot be allowed yet. No SMS gateway is configured: set "
+            "MFA_SMS_GATEWAY to webhook or twilio.",
+        ),
+        (
+            {"MFA_SMS_WEBHOOK_SECRET": None},
+            "totp,sms",
+            "Text message (SMS) cannot be allowed yet. SMS webhook is not configured: set "
+            "MFA_SMS_WEBHOOK_URL and MFA_SMS_WEBHOOK_SECRET.",
+        ),
+        (
+            {
+                "MFA_SMS_GATEWAY": "twilio",
+                "MFA_SMS_TWILIO_ACCOUNT_SID": "AC123",
+                "MFA_SMS_TWILIO_AUTH_TOKEN": "token",
+            },
+            "totp,sms",
+            "Text message (SMS) cannot be allowed yet. Twilio is not configured: set "
+            "MFA_SMS_TWILIO_ACCOUNT_SID, MFA_SMS_TWILIO_AUTH_TOKEN and MFA_SMS_TWILIO_FROM or "
+            "MFA_SMS_TWILIO_MESSAGING_SERVICE_SID.",
+        ),
+        (
+            {"MFA_SMS_GATEWAY": "carrier-pigeon"},
+            "sms",
+            "Text message (SMS) cannot be allowed yet. Unknown MFA_SMS_GATEWAY "
+            "'carrier-pigeon'; use one of: console, twilio, webhook.",
+        ),
+        (
+            {"MAIL_SERVER": None},
+            "email,totp",
+            "Email cannot be allowed yet. No mail server is configured: set MAIL_SERVER (with "
+            "MAIL_PORT, MAIL_USE_TLS, MAIL_USERNAME and MAIL_PASSWORD as the server needs).",
+        ),
+    ],
+    ids=["no-gateway", "webhook-without-secret", "twilio-without-sender", "unknown", "no-mail"],
+)
+def test_policy_refuses_a_method_it_cannot_deliver(app, runner, settings, methods, message):
+    app.config.update(settings)
+    result = runner.invoke(args=["policy", "set", "--methods", methods])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {message}\n"
+    with app.app_context():
+        assert db.session.scalar(sa.select(ClinicPolicy)) is None  # nothing stored: the default
+        assert db.session.scalar(sa.select(AuditEvent.event)) is None
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # the tests' SMTP server and webhook
+        {"MFA_MAIL_TRANSPORT": "console", "MFA_SMS_GATEWAY": "console", "MAIL_SERVER": None},
+        {
+            "MFA_SMS_GATEWAY": "twilio",
+            "MFA_SMS_TWILIO_ACCOUNT_SID": "AC123",
+            "MFA_SMS_TWILIO_AUTH_TOKEN": "token",
+            "MFA_SMS_TWILIO_MESSAGING_SERVICE_SID": "MG123",
+        },
+    ],
+    ids=["smtp-and-webhook", "console", "twilio-messaging-service"],
+)
+def test_policy_allows_methods_it_can_deliver(app, runner, settings):
+    app.config.update(settings)
+    result = runner.invoke(args=["policy", "set", "--methods", "sms,email,totp"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert db.session.scalar(sa.select(ClinicPolicy.allowed_methods)) == "totp,email,sms"

@@ -383,7 +383,7 @@ def test_reset_never_signs_in(client, auth, make_user, mailbox):
     ask(auth, KNOWN)
     reset(auth, link_in(mailbox))
     home = client.get("/")
-    assert home.status_code in (302, 303)
+    assert home.status_code == 303
     assert urlsplit(home.headers["Location"]).path == "/sign-in"
 
 
@@ -421,7 +421,7 @@ def test_reset_ends_other_sessions_and_remembered_devices(app, auth, make_user, 
     ask(auth, KNOWN)
     reset(auth, link_in(mailbox))
     signed_out = other.client.get("/")
-    assert signed_out.status_code in (302, 303)
+    assert signed_out.status_code == 303
     assert urlsplit(signed_out.headers["Location"]).path == "/sign-in"
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(RememberedDevice.id))) == 0
@@ -437,7 +437,9 @@ def test_reset_signs_out_whoever_was_signed_in_on_this_browser(app, auth, make_u
     auth.login("reception@clinic.example", PASSWORD)
     assert auth.client.get("/").status_code == 200
     reset(auth, path)
-    assert auth.client.get("/").status_code in (302, 303)
+    bounced = auth.client.get("/")
+    assert bounced.status_code == 303
+    assert urlsplit(bounced.headers["Location"]).path == "/sign-in"
 
 
 def test_reset_clears_the_password_throttle(app, auth, make_user, mailbox):
@@ -519,28 +521,44 @@ def test_link_of_switched_off_account_refused(app, auth, make_user, mailbox):
     assert reset(auth, path).status_code == 410
 
 
+EXPIRED_LINK = "<h1>This link has expired or was already used</h1>"
+
+
 @pytest.mark.parametrize(
-    "token",
+    ("token", "opened", "posted"),
     [
-        "A" * 5000,
-        "%00",
-        "abc%00def",
-        "%ff%fe",
-        "%F0%9F%92%A9",
-        "'; DROP TABLE users; --",
-        "..%2f..%2fetc%2fpasswd",
-        "x",
+        ("A" * 5000, 410, 405),
+        ("%00", 410, 405),
+        ("abc%00def", 410, 405),
+        ("%ff%fe", 410, 405),
+        ("%F0%9F%92%A9", 410, 405),
+        ("'; DROP TABLE users; --", 410, 405),
+        ("x", 410, 405),
+        # The client decodes %2f, so this path has more segments and matches no route.
+        ("..%2f..%2fetc%2fpasswd", 404, 404),
     ],
 )
-def test_hostile_tokens_get_a_clear_4xx(auth, token):
+def test_hostile_tokens_get_a_clear_4xx(auth, token, opened, posted):
+    """A token that is no token is traded like any other and found expired; the link's
+    URL takes only GET (the form posts to /reset-password)."""
+    titles = {
+        404: "<h1>Page not found</h1>",
+        405: "<h1>That action is not available here</h1>",
+        410: EXPIRED_LINK,
+    }
     path = f"/reset-password/{token}"
     page = auth.client.get(path, follow_redirects=True)
-    assert 400 <= page.status_code < 500
+    assert page.status_code == opened
+    assert titles[opened] in page.get_data(as_text=True)
     assert token not in page.request.path  # a redirect, if any, left the token behind
     form = {
         "csrf_token": auth.csrf_token("/forgot-password"),
         "password": NEW_PASSWORD,
         "confirm": NEW_PASSWORD,
     }
-    assert 400 <= auth.client.post(path, data=form).status_code < 500
-    assert auth.client.post("/reset-password", data=form).status_code == 410
+    refused = auth.client.post(path, data=form)
+    assert refused.status_code == posted
+    assert titles[posted] in refused.get_data(as_text=True)
+    after = auth.client.post("/reset-password", data=form)
+    assert after.status_code == 410
+    assert EXPIRED_LINK in after.get_data(as_text=True)

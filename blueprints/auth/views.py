@@ -44,8 +44,8 @@ def sign_in_post() -> ResponseReturnValue:
     """Check the password; one message for every failure, with the same cost (AUTH-1).
 
     Cases: invalid form (422); throttled address or IP (429, no hash checked); wrong email or
-    password (422, failure counted); disabled account with the right password (403); success
-    (new session, 303 or HX-Redirect to ``next`` or home).
+    password, or a disabled account even with the right password (422, the same message, failure
+    counted); success (new session, 303 or HX-Redirect to ``next`` or home).
     """
     form = SignInForm()
     if not form.validate_on_submit():
@@ -71,11 +71,12 @@ def sign_in_post() -> ResponseReturnValue:
         return _render_sign_in(form, 422, error=GENERIC_ERROR)
 
     if not user.active:
+        # The same answer as a wrong password, or it would confirm the password to a guesser;
+        # counted like one too, since it is a refused sign-in. Only the audit log tells them apart.
+        throttle.record_failure(*keys)
         audit.record("sign_in.refused_inactive", subject=user)
         db.session.commit()
-        return _render_sign_in(
-            form, 403, error="This account is switched off. Ask your clinic's administrator."
-        )
+        return _render_sign_in(form, 422, error=GENERIC_ERROR)
 
     throttle.reset(keys[0], status=status)
     if needs_rehash(user.password_hash):
