@@ -139,6 +139,13 @@ def test_pending_sign_in_is_bound_to_its_browser_and_user(
         assert refused.status_code == 400  # the token is bound to the nurse's session
         assert "This form had expired or came from somewhere else." in refused.get_data(True)
         assert stranger.get("/").status_code == 303
+        # With a token of its own it gets past CSRF and still has no pending sign-in: the
+        # right code for the nurse is not looked at, and the stranger is sent to sign in.
+        own = AuthActions(stranger).csrf_token("/sign-in")
+        sent_away = stranger.post(
+            "/mfa/challenge", data={"csrf_token": own, "code": code_at(secret, T0)}
+        )
+        assert sent_away.status_code == 303 and sent_away.headers["Location"] == "/sign-in"
         # Naming another user in the request changes nothing; their code is not the nurse's.
         wrong_user = auth.verify_totp(
             code_at(other_secret, T0), user_id=str(other_id), email="doctor@clinic.example"
