@@ -55,6 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         localtime.zone(app.config["MFA_TIME_ZONE"])
     except ValueError as exc:
         raise config.ConfigError(str(exc)) from exc
+    localtime.init_app(app)
 
     _init_hosts(app)
     # Outermost, so static files are answered before Flask (and ProxyFix) are involved.
