@@ -54,6 +54,7 @@ def test_sign_in_and_out(page, live_server, nurse):
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(re.compile(r".*/sign-in\?signed_out=1$"))
     assert "You have signed out." in page.content()
+    shot(page, "05-signed-out")
     page.goto(live_server.url + "/")
     assert "/sign-in" in page.url
     assert [e for e in errors if not e.startswith("Failed to load resource")] == []

@@ -96,6 +96,7 @@ def test_wizard_then_sign_in_with_code_and_recovery_code(page, live_server, rece
     page.get_by_role("link", name="Next: enter the code").click()
     wait_for_step(page, base, "/mfa/setup/app/code", "Enter the code from your app")
 
+    shot(page, "12-wizard-code")
     code_field = page.get_by_label("6-digit code")
     assert code_field.get_attribute("autocomplete") == "one-time-code"
     assert code_field.get_attribute("inputmode") == "numeric"
@@ -146,6 +147,7 @@ def test_wizard_then_sign_in_with_code_and_recovery_code(page, live_server, rece
     sign_in_with_password(page, base, reception)
     page.get_by_role("link", name="Use a recovery code instead").click()
     page.get_by_role("heading", name="Use a recovery code").wait_for()
+    shot(page, "17-recovery")
     page.get_by_label("Recovery code").fill("AAAAA-AAAAA")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("That recovery code did not work").wait_for()
