@@ -56,6 +56,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         localtime.zone(app.config["MFA_TIME_ZONE"])
     except ValueError as exc:
         raise config.ConfigError(str(exc)) from exc
+    localtime.init_app(app)
 
     try:
         passwords.init_app(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, flash, g, make_response, request, url_for
 from flask.typing import ResponseReturnValue
@@ -45,11 +46,14 @@ BAD_HOST_HINT = "This server does not answer to that address. Use the clinic's o
 _HOST_REFUSED = (BadHost, SecurityError)
 
 
-def _error_response(status: int, detail: str | None = None) -> Response:
+FORM_EXPIRED = "The form had expired, so nothing was sent. Please try again."
+
+
+def _error_response(status: int, detail: str | None = None, **extra: str | None) -> Response:
     title, hint = MESSAGES.get(status, MESSAGES[400])
     context = {"code": status, "title": title, "hint": detail or hint}
     try:
-        return render("errors/page.html", "errors/_error.html", status, **context)
+        return render("errors/page.html", "errors/_error.html", status, **context, **extra)
     except Exception:
         # The full page builds URLs (none without a usable Host), reads the signed-in user
         # (the database may be what failed) and renders templates: any of it may fail, and
@@ -85,9 +89,32 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
     return _error_response(code if code in MESSAGES else 400)
 
 
+def _page_on_this_site(url: str | None) -> str | None:
+    """The path and query of ``url`` when it is a page of this site (same scheme and host),
+    else None: where a refused form came from, to send the person back to a fresh copy."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if (parts.scheme, parts.netloc) != (request.scheme, request.host):
+        return None
+    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
+
+
 def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
+    """A form whose CSRF token had expired (or never was ours). htmx: reload the page the
+    form was on (HX-Current-URL) with the message above a fresh form; that works for every
+    htmx form, whatever it swaps. Without JavaScript: the 400 page, with a link back to the
+    form's page when the Referer is one of ours."""
+    if request.headers.get("HX-Request") == "true":
+        flash(FORM_EXPIRED, "error")
+        back = _page_on_this_site(request.headers.get("HX-Current-URL"))
+        response = redirect_to(back or url_for("home.index"))
+        response.status_code = 400  # still a refusal in the logs; htmx follows HX-Redirect
+        return response
     return _error_response(
-        400, "This form had expired or came from somewhere else. Reload the page and try again."
+        400,
+        "This form had expired or came from somewhere else, so nothing was sent.",
+        back=_page_on_this_site(request.referrer),  # else only "Go to the start page"
     )
 
 

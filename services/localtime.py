@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import current_app
+from flask import Flask, current_app
 
 
 def server_zone_name() -> str:
@@ -56,3 +56,8 @@ def when(moment: datetime) -> str:
     """ "09:14 on Tuesday 24 November 2026 (AEDT)": a moment as the clinic's staff read it."""
     here = local(moment)
     return f"{here:%H:%M} on {here:%A} {here.day} {here:%B %Y} ({here:%Z})"
+
+
+def init_app(app: Flask) -> None:
+    """Pages show a time as ``{{ moment|clinic_time }}``, never a UTC strftime."""
+    app.add_template_filter(when, "clinic_time")

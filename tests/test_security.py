@@ -30,6 +30,53 @@ def test_sign_in_with_another_sessions_token_is_refused(app, client, auth, make_
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("action", "current", "back"),
+    [
+        ("/sign-in", "http://localhost/sign-in?next=%2F", "/sign-in?next=%2F"),
+        ("/forgot-password", "http://localhost/forgot-password#top", "/forgot-password"),
+        ("/mfa/setup/app/code", "http://localhost/mfa/setup/app/code", "/mfa/setup/app/code"),
+        ("/sign-in", "https://evil.example/sign-in", "/"),  # not ours: home
+        ("/sign-in", "http://localhost//evil.example/", "/"),
+        ("/sign-in", None, "/"),
+    ],
+)
+def test_expired_htmx_form_reloads_its_page_with_the_message(client, action, current, back):
+    """Every htmx form: instead of swapping an error in place of the form, htmx reloads the
+    page it was on, where the message stands above a fresh form."""
+    client.get("/sign-in")
+    headers = {"HX-Request": "true"} | ({"HX-Current-URL": current} if current else {})
+    response = client.post(action, data={"csrf_token": "stale"}, headers=headers)
+    assert response.status_code == 400
+    assert response.headers["HX-Redirect"] == back
+    assert response.get_data(as_text=True) == ""
+    page = client.get("/sign-in").get_data(as_text=True)
+    assert "The form had expired, so nothing was sent. Please try again." in page
+    assert 'id="sign-in-form"' in page
+
+
+@pytest.mark.parametrize(
+    ("referrer", "link"),
+    [
+        ("http://localhost/forgot-password", "/forgot-password"),
+        ("https://evil.example/forgot-password", None),
+        (None, None),
+    ],
+)
+def test_expired_plain_form_links_back_to_a_fresh_one(client, referrer, link):
+    client.get("/forgot-password")
+    headers = {"Referer": referrer} if referrer else {}
+    response = client.post("/forgot-password", data={"email": "a@b.example"}, headers=headers)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "This form had expired or came from somewhere else, so nothing was sent." in html
+    assert 'href="/">Go to the start page' in html
+    if link:
+        assert f'<a class="button" href="{link}">Open the form again</a>' in html
+    else:
+        assert "Open the form again" not in html
+
+
 def test_sign_out_without_csrf_token_is_refused(client, auth, make_user):
     make_user()
     auth.login()

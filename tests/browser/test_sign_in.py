@@ -54,6 +54,7 @@ def test_sign_in_and_out(page, live_server, nurse):
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(re.compile(r".*/sign-in\?signed_out=1$"))
     assert "You have signed out." in page.content()
+    shot(page, "05-signed-out")
     page.goto(live_server.url + "/")
     assert "/sign-in" in page.url
     assert [e for e in errors if not e.startswith("Failed to load resource")] == []
@@ -67,3 +68,27 @@ def test_sign_in_page_on_a_phone(browser, live_server):
     assert width <= 375
     shot(page, "01-sign-in-phone")
     context.close()
+
+
+def test_expired_form_leaves_a_fresh_form(page, live_server, nurse):
+    """CSRF token expired (the session cookie is gone): the message above a fresh sign-in form
+    with JavaScript on, a way back to one without; then signing in from it works."""
+    page.goto(live_server.url + "/sign-in")
+    page.context.clear_cookies()
+    page.get_by_label("Email address").fill(nurse)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    if page.js_enabled:
+        page.get_by_text("The form had expired, so nothing was sent").wait_for()
+    else:
+        page.get_by_text("This form had expired").wait_for()
+        shot(page, "04-form-expired-page")
+        page.get_by_role("link", name="Open the form again").click()
+    assert page.url == live_server.url + "/sign-in"
+    assert page.get_by_role("heading", name="Sign in").is_visible()
+    shot(page, "04-form-expired")
+    page.get_by_label("Email address").fill(nurse)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(live_server.url + "/")
+    assert page.get_by_role("heading", name="Welcome, Nurse Joy").is_visible()

@@ -96,6 +96,7 @@ def test_wizard_then_sign_in_with_code_and_recovery_code(page, live_server, rece
     page.get_by_role("link", name="Next: enter the code").click()
     wait_for_step(page, base, "/mfa/setup/app/code", "Enter the code from your app")
 
+    shot(page, "12-wizard-code")
     code_field = page.get_by_label("6-digit code")
     assert code_field.get_attribute("autocomplete") == "one-time-code"
     assert code_field.get_attribute("inputmode") == "numeric"
@@ -146,6 +147,7 @@ def test_wizard_then_sign_in_with_code_and_recovery_code(page, live_server, rece
     sign_in_with_password(page, base, reception)
     page.get_by_role("link", name="Use a recovery code instead").click()
     page.get_by_role("heading", name="Use a recovery code").wait_for()
+    shot(page, "17-recovery")
     page.get_by_label("Recovery code").fill("AAAAA-AAAAA")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("That recovery code did not work").wait_for()
@@ -166,4 +168,46 @@ def test_wizard_on_a_phone(browser, live_server, reception):
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     page.js_enabled = True
     shot(page, "11-wizard-scan-phone")
+    context.close()
+
+
+def boxes_overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+def assert_codes_one_per_line(page, width: int) -> None:
+    boxes = [code.bounding_box() for code in page.locator("ol.codes code").all()]
+    assert len(boxes) == 10
+    assert len({round(box["x"]) for box in boxes}) == 1, boxes  # one column
+    for i, box in enumerate(boxes):
+        assert box["x"] + box["width"] <= width, box
+        assert not any(boxes_overlap(box, other) for other in boxes[i + 1 :]), boxes
+
+
+def test_recovery_codes_on_a_phone(browser, live_server, reception):
+    """390 px: the codes one per line, not two columns running into each other."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.js_enabled = True
+    base = live_server.url
+    sign_in_with_password(page, base, reception)
+    page.get_by_role("heading", name="Set up two-step sign-in").wait_for()
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("heading", name="Scan this QR code with your app").wait_for()
+    secret = parse_qs(urlparse(decode_qr(page)).query)["secret"][0]
+    page.get_by_role("link", name="Next: enter the code").click()
+    page.get_by_label("6-digit code").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Verify and turn on").click()
+    wait_for_step(page, base, "/mfa/setup/recovery-codes", "Save your recovery codes")
+    assert_codes_one_per_line(page, 390)
+    shot(page, "13-wizard-recovery-codes-phone")
+
+    page.goto(base + "/mfa/setup/recovery-codes/print")
+    assert_codes_one_per_line(page, 390)
+    shot(page, "13-recovery-codes-print-phone")
     context.close()
