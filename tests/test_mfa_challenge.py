@@ -137,7 +137,9 @@ def test_pending_sign_in_is_bound_to_its_browser_and_user(
             "/mfa/challenge", data={"csrf_token": token, "code": code_at(secret, T0)}
         )
         assert refused.status_code == 400  # the token is bound to the nurse's session
-        assert "This form had expired or came from somewhere else." in refused.get_data(True)
+        assert "This form had expired or came from somewhere else, so nothing was sent." in (
+            refused.get_data(True)
+        )
         assert stranger.get("/").status_code == 303
         # With a token of its own it gets past CSRF and still has no pending sign-in: the
         # right code for the nurse is not looked at, and the stranger is sent to sign in.

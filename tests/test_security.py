@@ -168,7 +168,7 @@ def _post(client, auth, data, **kwargs):
 
 
 BAD_REQUEST = "Something in that request was not right"
-EXPIRED = "This form had expired or came from somewhere else. Reload the page and try again."
+EXPIRED = "This form had expired or came from somewhere else, so nothing was sent."
 
 
 def _errors(response) -> list[str]:
