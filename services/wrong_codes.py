@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import Integer, and_, bindparam, exists, or_, update
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, exists, or_, update
 
 from models import SignInThrottle, User, UserSession, db
 from models.sessions import PENDING
@@ -72,8 +73,18 @@ class Failure:
     lock: Lock | None
 
 
+def locked_sql(users: Any, *, now: Any, hard: Any) -> ColumnElement[bool]:
+    """The lock rule in SQL, for statements that must see it at the moment they run: 100 in a
+    row (an admin must unlock), or a lock whose time is not over. ``lock_of`` reads the same
+    rule from a loaded row."""
+    return or_(
+        users.mfa_failed_attempts >= hard,
+        and_(users.mfa_locked_until.is_not(None), users.mfa_locked_until > now),
+    )
+
+
 def lock_of(user: User, now: datetime | None = None) -> Lock | None:
-    """The lock on the user's second factor, read from the row as loaded."""
+    """The lock on the user's second factor, read from the row as loaded (see locked_sql)."""
     now = now or utcnow()
     if user.mfa_failed_attempts >= current_app.config["MFA_WRONG_CODES_HARD_LOCK"]:
         return Lock(until=None)
@@ -92,8 +103,7 @@ _RESERVE_FOR_ACCOUNT = (
     update(User.__table__)
     .where(
         _USERS.id == bindparam("p_user"),
-        _USERS.mfa_failed_attempts < bindparam("p_hard"),
-        or_(_USERS.mfa_locked_until.is_(None), _USERS.mfa_locked_until <= bindparam("p_now")),
+        ~locked_sql(_USERS, now=bindparam("p_now"), hard=bindparam("p_hard")),
         # Every lock this run has earned has been applied: the 10th wrong code in a row is
         # compared, the 11th waits until the lock it caused is over.
         _USERS.mfa_lockouts >= _USERS.mfa_failed_attempts // bindparam("p_every", type_=Integer),

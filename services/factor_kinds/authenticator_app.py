@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import current_app
 from markupsafe import Markup
-from sqlalchemy import bindparam, exists, or_, update
+from sqlalchemy import bindparam, exists, update
 
 from models import MfaFactor, MfaSetup, User, UserSession, db
 from models.factors import TOTP
 from models.types import utcnow
-from services import crypto, totp
+from services import crypto, totp, wrong_codes
 from services.factor_kinds.base import FactorKind
 
 RECOMMENDED_APPS = ("Microsoft Authenticator", "Google Authenticator", "Authy")
@@ -23,10 +23,7 @@ _CONSUME = (
         _FACTORS.last_step < bindparam("p_step"),
         ~exists().where(
             _USERS.id == _FACTORS.user_id,
-            or_(
-                _USERS.mfa_failed_attempts >= bindparam("p_hard"),
-                _USERS.mfa_locked_until > bindparam("p_now"),
-            ),
+            wrong_codes.locked_sql(_USERS, now=bindparam("p_now"), hard=bindparam("p_hard")),
         ),
     )
     .values(last_step=bindparam("p_step"), last_used_at=bindparam("p_now"))
