@@ -221,6 +221,7 @@ def test_a_stale_session_reauthenticates_before_the_wizard(
         )
         assert right.status_code == 303 and right.headers["Location"] == "/mfa/setup"
         assert client.get("/mfa/setup").status_code == 200
+        assert client.get("/").status_code == 200  # still signed in under the new session id
         assert auth.post("/mfa/setup", {"method": "totp"}).headers["Location"] == "/mfa/setup/app"
     with app.app_context():
         events = list(db.session.scalars(sa.select(AuditEvent.event)))

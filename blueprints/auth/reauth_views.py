@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import current_user, login_required, login_user
 
 from blueprints.auth import bp
 from blueprints.auth.forms import ReauthenticateForm
@@ -62,4 +62,5 @@ def reauthenticate_post() -> ResponseReturnValue:
     sessions.mark_fresh(row)
     audit.record("reauth.succeeded", actor=user, subject=user)
     db.session.commit()
+    login_user(user)  # the new session id came with an emptied cookie session
     return redirect_to(safe_next(form.next.data) or url_for("home.index"))

@@ -51,6 +51,8 @@ def test_a_stale_session_confirms_its_password_and_comes_back(page, live_server,
         page.get_by_role("button", name="Continue").click()
         page.get_by_role("heading", name="Set up two-step sign-in").wait_for()
         assert urlparse(page.url).path == "/mfa/setup"
+        # Still signed in, under the new session id: the header says who and offers sign-out.
+        assert page.get_by_role("button", name="Sign out").is_visible()
     finally:
         live_server.app.config["MFA_FRESH_AUTH_FOR"] = timedelta(minutes=10)
 
