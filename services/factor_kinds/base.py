@@ -6,6 +6,7 @@ kind it is. Adding a kind (passkeys) is a new module beside these and a line in 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from markupsafe import Markup
@@ -15,7 +16,7 @@ from models.codes import PURPOSE_SETUP, PURPOSE_SIGN_IN
 from services import codes, totp
 
 
-class FactorKind:
+class FactorKind(ABC):
     """A kind of second factor: what people read about it and how its codes are checked."""
 
     name: ClassVar[str]  # as stored in mfa_factors.kind and the policy's allowed methods
@@ -31,9 +32,9 @@ class FactorKind:
     wrong_setup_code: ClassVar[str]  # a wrong code while setting up
     first_stage: ClassVar[str]  # where a setup of this kind starts (services/enrolment.py)
 
+    @abstractmethod
     def challenge_prompt(self, user: User, factor: MfaFactor | None) -> Markup:
         """What the challenge asks for, e.g. "Enter the code we sent to n***@clinic"."""
-        raise NotImplementedError
 
     def shown_as(self, target: str | None) -> str | None:
         """Where codes go, masked for the screen; None when nothing is sent."""
@@ -41,15 +42,16 @@ class FactorKind:
 
     def start_setup(self, setup: MfaSetup) -> None:
         """Fill in what a new setup of this kind needs (a secret, or nothing yet)."""
+        return None  # email and SMS need nothing until the address or number is confirmed
 
+    @abstractmethod
     def check_sign_in(self, row: UserSession, factor: MfaFactor | None, code: str | None) -> bool:
         """Spend ``code`` for the pending sign-in ``row`` if it is right; once only."""
-        raise NotImplementedError
 
+    @abstractmethod
     def check_setup(self, setup: MfaSetup, user: User, code: str | None) -> int | None:
         """Whether ``code`` proves the setup: the time step to store as used, 0 when steps do
         not apply, None when it does not."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<FactorKind {self.name}>"
@@ -65,14 +67,14 @@ class CodeSendingKind(FactorKind):
     confirm_template: ClassVar[str]  # the wizard's partial that confirms the target
     confirm_button: ClassVar[str]  # "Email me a code"
 
+    @abstractmethod
     def target_for(self, user: User, typed: str) -> str:
         """The address or number to confirm from what the person typed; raises
         ``services.users.UserInputError`` with a message they can act on."""
-        raise NotImplementedError
 
+    @abstractmethod
     def deliver(self, user: User, target: str, *, purpose: str, code: str, minutes: int) -> None:
         """Send ``code``; raises ``services.mail.DeliveryError`` when it cannot go."""
-        raise NotImplementedError
 
     def check_sign_in(self, row: UserSession, factor: MfaFactor | None, code: str | None) -> bool:
         return factor is not None and codes.verify(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from markupsafe import Markup
 
-from models import MfaFactor, User, UserSession
+from models import MfaFactor, MfaSetup, User, UserSession
 from services import recovery
 from services.factor_kinds.base import FactorKind
 
@@ -33,6 +33,9 @@ class RecoveryCode(FactorKind):
 
     def check_sign_in(self, row: UserSession, factor: MfaFactor | None, code: str | None) -> bool:
         return recovery.use(row.user_id, code)
+
+    def check_setup(self, setup: MfaSetup, user: User, code: str | None) -> int | None:
+        return None  # made with the first factor, never set up on their own
 
 
 KIND = RecoveryCode()
