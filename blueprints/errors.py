@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, flash, g, make_response, request, url_for
 from flask.typing import ResponseReturnValue
@@ -22,7 +21,7 @@ from blueprints.htmx import VARY, redirect_to, render, wants_partial
 from extensions import login_manager
 from models import db
 from services.links import redact_tokens
-from services.redirects import safe_next
+from services.redirects import page_on_this_site, safe_next
 
 MESSAGES = {
     400: ("Something in that request was not right", "Go back, reload the page and try again."),
@@ -89,17 +88,6 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
     return _error_response(code if code in MESSAGES else 400)
 
 
-def _page_on_this_site(url: str | None) -> str | None:
-    """The path and query of ``url`` when it is a page of this site (same scheme and host),
-    else None: where a refused form came from, to send the person back to a fresh copy."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if (parts.scheme, parts.netloc) != (request.scheme, request.host):
-        return None
-    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
-
-
 def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
     """A form whose CSRF token had expired (or never was ours). htmx: reload the page the
     form was on (HX-Current-URL) with the message above a fresh form; that works for every
@@ -107,14 +95,14 @@ def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
     form's page when the Referer is one of ours."""
     if request.headers.get("HX-Request") == "true":
         flash(FORM_EXPIRED, "error")
-        back = _page_on_this_site(request.headers.get("HX-Current-URL"))
+        back = page_on_this_site(request.headers.get("HX-Current-URL"))
         response = redirect_to(back or url_for("home.index"))
         response.status_code = 400  # still a refusal in the logs; htmx follows HX-Redirect
         return response
     return _error_response(
         400,
         "This form had expired or came from somewhere else, so nothing was sent.",
-        back=_page_on_this_site(request.referrer),  # else only "Go to the start page"
+        back=page_on_this_site(request.referrer),  # else only "Go to the start page"
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from flask import request
+
 
 def safe_next(target: str | None) -> str | None:
     """Return ``target`` if it is a path on this site, else None.
@@ -21,3 +23,15 @@ def safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return target
+
+
+def page_on_this_site(url: str | None) -> str | None:
+    """The path and query of ``url`` when it is a page of this site (same scheme and host as
+    the request), else None: where a form came from (Referer, HX-Current-URL), to send the
+    person back to it."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if (parts.scheme, parts.netloc) != (request.scheme, request.host):
+        return None
+    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Response, request, url_for
 from flask.typing import ResponseReturnValue
 
 from blueprints.htmx import redirect_to
 from services import sessions
-from services.redirects import safe_next
+from services.redirects import page_on_this_site, safe_next
 
 
 def _come_back_to() -> str | None:
@@ -26,10 +25,7 @@ def _come_back_to() -> str | None:
     it is kept), the page the form was on, if it was ours."""
     if request.method == "GET":
         return safe_next(request.full_path.rstrip("?"))
-    referrer = urlsplit(request.referrer or "")
-    if referrer.netloc and referrer.netloc != request.host:
-        return None
-    return safe_next(referrer.path + (f"?{referrer.query}" if referrer.query else ""))
+    return page_on_this_site(request.referrer)
 
 
 def stale() -> Response | None:
