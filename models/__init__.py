@@ -29,7 +29,9 @@ from models.audit import AuditEvent  # noqa: E402
 from models.codes import OneTimeCode, PasswordResetToken  # noqa: E402
 from models.devices import RememberedDevice  # noqa: E402
 from models.factors import MfaFactor, MfaSetup, RecoveryCode  # noqa: E402
+from models.locations import TrustedLocation  # noqa: E402
 from models.policy import ClinicPolicy  # noqa: E402
+from models.rollout import RolloutNotice  # noqa: E402
 from models.sessions import UserSession  # noqa: E402
 from models.throttle import SignInThrottle  # noqa: E402
 from models.user import DEFAULT_ROLES, Role, User  # noqa: E402
@@ -46,7 +48,9 @@ __all__ = [
     "RecoveryCode",
     "RememberedDevice",
     "Role",
+    "RolloutNotice",
     "SignInThrottle",
+    "TrustedLocation",
     "User",
     "UserSession",
     "db",

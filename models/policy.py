@@ -31,6 +31,10 @@ class ClinicPolicy(Base):
     # An Administrator's account opens the clinic's settings: no device skips their second
     # step unless this is switched on (DEV-2).
     admins_may_remember: Mapped[bool] = mapped_column(default=False)
+    # "Prompt only once from the same location" (DEV-3, seed 003): off by default; when on, a
+    # second factor passed from an address skips the prompt from it for this many days.
+    same_location: Mapped[bool] = mapped_column(default=False)
+    same_location_days: Mapped[int] = mapped_column(default=30)
 
     @property
     def methods(self) -> tuple[str, ...]:

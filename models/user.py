@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import Date, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models import Base
@@ -15,12 +15,25 @@ from models.types import UTCDateTime, utcnow
 ADMINISTRATOR = "Administrator"
 DEFAULT_ROLES = (ADMINISTRATOR, "Practitioner", "Reception", "Location")
 
+# A role's two-step policy (ADM-3): the clinic's mode, or its own.
+ROLE_DEFAULT = "default"
+ROLE_MODES = (ROLE_DEFAULT, "off", "optional", "required")
+# One person's override (ADM-4): the clinic's (and role's) rule, always, or never demanded.
+OVERRIDE_DEFAULT = "default"
+OVERRIDE_REQUIRED = "required"
+OVERRIDE_EXEMPT = "exempt"
+OVERRIDES = (OVERRIDE_DEFAULT, OVERRIDE_REQUIRED, OVERRIDE_EXEMPT)
+
 
 class Role(Base):
     __tablename__ = "roles"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # The staggered rollout (ADM-3, seed 001): "default" follows the clinic's mode; "required"
+    # may wait for a go-live date, a day in the clinic's time zone.
+    mfa_mode: Mapped[str] = mapped_column(String(8), default=ROLE_DEFAULT)
+    mfa_required_from: Mapped[date | None] = mapped_column(Date)
 
     def __repr__(self) -> str:
         return f"<Role {self.name}>"
@@ -45,6 +58,12 @@ class User(UserMixin, Base):
     mfa_failed_attempts: Mapped[int] = mapped_column(default=0)
     mfa_lockouts: Mapped[int] = mapped_column(default=0)
     mfa_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Set by an admin (ADM-4, seed 002): "default", "required" or "exempt".
+    mfa_override: Mapped[str] = mapped_column(String(8), default=OVERRIDE_DEFAULT)
+    # "Prompt only once from the same location" for this person (DEV-3, seed 003): None
+    # follows the clinic's setting.
+    same_location: Mapped[bool | None] = mapped_column()
 
     role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)
     # Loaded with the session row on MFA requests, so checking a code costs no extra query.

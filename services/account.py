@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models import User, UserSession
-from services import devices, factors, sessions
+from services import devices, factors, locations, sessions
 from services.passwords import hash_password, password_problem
 from services.users import UserInputError
 
@@ -15,6 +15,7 @@ def change_password(user: User, new_password: str, *, keep: UserSession | None =
         raise UserInputError(problem)
     user.password_hash = hash_password(new_password)
     devices.revoke_all(user.id)
+    locations.forget_all(user.id)
     sessions.end_all_for(user.id, reason="password_changed", keep=keep)
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select, update
 
-from models import MfaFactor, MfaSetup, RecoveryCode, RememberedDevice, User, db
+from models import (
+    MfaFactor,
+    MfaSetup,
+    RecoveryCode,
+    RememberedDevice,
+    TrustedLocation,
+    User,
+    db,
+)
 
 
 def for_user(user_id: int) -> list[MfaFactor]:
@@ -17,8 +25,9 @@ def for_user(user_id: int) -> list[MfaFactor]:
 
 
 def reset_all(user_id: int) -> None:
-    """Remove every factor, setup in progress, recovery code and remembered device."""
-    for model in (MfaFactor, MfaSetup, RecoveryCode, RememberedDevice):
+    """Remove every factor, setup in progress, recovery code, remembered device and trusted
+    address."""
+    for model in (MfaFactor, MfaSetup, RecoveryCode, RememberedDevice, TrustedLocation):
         db.session.execute(delete(model).where(model.user_id == user_id))
     db.session.execute(
         update(User)

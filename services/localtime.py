@@ -6,12 +6,14 @@ Stored times stay UTC (models/types.py); only what a page or an email shows is c
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask, current_app
+
+from models.types import utcnow
 
 
 def server_zone_name() -> str:
@@ -61,3 +63,14 @@ def when(moment: datetime) -> str:
 def init_app(app: Flask) -> None:
     """Pages show a time as ``{{ moment|clinic_time }}``, never a UTC strftime."""
     app.add_template_filter(when, "clinic_time")
+    app.add_template_filter(day, "clinic_day")
+
+
+def today() -> date:
+    """The clinic's calendar day now: go-live dates turn at its midnight, not UTC's."""
+    return local(utcnow()).date()
+
+
+def day(value: date) -> str:
+    """ "1 February 2027": a date as the clinic's staff read it."""
+    return f"{value.day} {value:%B %Y}"

@@ -1,24 +1,26 @@
 """What follows the password (AUTH-4): the one place that decides it.
 
-Inputs are the user (their factors), the clinic policy and the request (a remembered-device
-cookie). Later rules (role policies with go-live dates, per-user overrides, one-time bypass,
-trusted locations) are more branches here, not new call sites.
+Inputs are the user (their factors), the effective policy for them (services/requirement.py:
+clinic, role rollout, override, date) and the request (a remembered-device cookie, the
+address). Later rules (a one-time bypass) are more branches here, not new call sites.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
 from models import ClinicPolicy, MfaFactor, User
 from models.policy import MODE_OFF, MODE_OPTIONAL
-from services import devices, factors
-from services.policy import methods_for, remember_days_for
+from services import devices, factors, locations, requirement
+from services.policy import remember_days_for
+from services.requirement import Requirement
 
 
 class Next(StrEnum):
     SIGNED_IN = "signed_in"  # no second factor needed
-    REMEMBERED = "remembered"  # a remembered device stands in for the second factor
+    REMEMBERED = "remembered"  # a remembered device or trusted address stands in for it
     CHALLENGE = "challenge"  # ask for a code from the user's default usable factor
     SETUP = "setup"  # the user must (or may) enrol first
 
@@ -30,34 +32,45 @@ class Decision:
     method: str | None = None
     factor: MfaFactor | None = None
     skippable: bool = False
+    # Set when setup may be skipped only until a go-live date ("required from ...").
+    skip_until: date | None = None
 
 
 def usable_factors(user: User, clinic: ClinicPolicy) -> list[MfaFactor]:
     """The user's factors that the policy still allows them to use, default first."""
-    allowed = methods_for(user, clinic)
-    usable = [f for f in factors.for_user(user.id) if f.kind in allowed]
+    return _usable(user, requirement.of(user, clinic))
+
+
+def _usable(user: User, needs: Requirement) -> list[MfaFactor]:
+    usable = [f for f in factors.for_user(user.id) if f.kind in needs.methods]
     return sorted(usable, key=lambda f: (not f.is_default, f.id))
 
 
-def decide(user: User, clinic: ClinicPolicy) -> Decision:
-    usable = usable_factors(user, clinic)
+def decide(user: User, clinic: ClinicPolicy, *, today: date | None = None) -> Decision:
+    needs = requirement.of(user, clinic, today=today)
+    usable = _usable(user, needs)
     if usable:
-        # Whoever has enrolled is always asked, whatever the mode: it is their protection.
+        # Whoever has enrolled is always asked, whatever the policy (even when exempt): it is
+        # their protection. Only a remembered device or a trusted address stands in.
         if devices.recognised(user, remember_days_for(user, clinic)) is not None:
             return Decision(Next.REMEMBERED, "remembered_device", method="device")
+        if locations.recognised(user, needs.same_location_days):
+            return Decision(Next.REMEMBERED, "same_location", method="location")
         return Decision(Next.CHALLENGE, "has_factor", method=usable[0].kind, factor=usable[0])
     # A factor the policy no longer allows (say SMS was switched off) counts as none.
-    if clinic.mode == MODE_OFF:
-        return Decision(Next.SIGNED_IN, "mfa_off", method="none")
-    if clinic.mode == MODE_OPTIONAL:
-        return Decision(Next.SETUP, "optional_not_enrolled", skippable=True)
-    return Decision(Next.SETUP, "required_not_enrolled")
+    if needs.level == MODE_OFF:
+        return Decision(Next.SIGNED_IN, f"off_by_{needs.source}", method="none")
+    if needs.level == MODE_OPTIONAL:
+        return Decision(Next.SETUP, f"optional_by_{needs.source}", skippable=True)
+    if needs.required_from is not None:
+        return Decision(
+            Next.SETUP, "required_later", skippable=True, skip_until=needs.required_from
+        )
+    return Decision(Next.SETUP, f"required_by_{needs.source}")
 
 
 def setup_owed(user: User, clinic: ClinicPolicy) -> bool:
     """True when ``user`` has no usable factor and the policy no longer lets them go without
     one: a session they opened without a second factor must now set one up."""
-    if usable_factors(user, clinic):
-        return False
-    decision = decide(user, clinic)
-    return decision.next is Next.SETUP and not decision.skippable
+    needs = requirement.of(user, clinic)
+    return needs.demanded_now and not _usable(user, needs)

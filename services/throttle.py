@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import case, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from models import SignInThrottle, db
 from models.types import utcnow
+from services import upsert
 from services.wording import plural
 
 # Until an admin acts there is no time to give; an hour is an honest hint for Retry-After.
@@ -100,9 +100,7 @@ def check(*keys: str) -> Status:
 def _upsert(key: str, now: datetime, window: timedelta | None = None) -> int:
     """Add one failure atomically and return the new count. With ``window``, the count
     restarts after that long without a failure: clinics share one address behind NAT."""
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(SignInThrottle).values(key=key, failures=1, last_failure_at=now)
+    stmt = upsert.insert(SignInThrottle).values(key=key, failures=1, last_failure_at=now)
     counted = SignInThrottle.failures + 1
     if window is not None:
         counted = case(

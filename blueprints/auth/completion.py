@@ -12,11 +12,24 @@ from flask_login import login_user
 
 from blueprints.htmx import redirect_to
 from models import User, UserSession, db
-from services import audit, devices, notify, policy, sessions, wrong_codes
+from services import (
+    audit,
+    devices,
+    factor_kinds,
+    locations,
+    notify,
+    policy,
+    requirement,
+    sessions,
+    wrong_codes,
+)
 from services.redirects import safe_next
 
 # Methods that involve no code, so there is no run of wrong codes to clear.
-_NO_CODE = frozenset({"none", "device"})
+_NO_CODE = frozenset({"none", "device", "location"})
+# A second factor passed with one of these may trust the address (DEV-3); a recovery code is
+# an emergency, and forgets trusted places instead.
+_TRUSTS_LOCATION = frozenset(kind.name for kind in factor_kinds.enrollable())
 
 
 def complete_sign_in(
@@ -48,7 +61,10 @@ def complete_sign_in(
         wrong_codes.record_success(user)
     audit.record("sign_in.succeeded", actor=user, subject=user, method=method)
     response = redirect_to(then or safe_next(next_url) or url_for("home.index"))
-    days = policy.remember_days_for(user, policy.current())
+    clinic = policy.current()
+    if method in _TRUSTS_LOCATION:
+        locations.trust_here(user, requirement.of(user, clinic).same_location_days)
+    days = policy.remember_days_for(user, clinic)
     device = None
     if remember_device and days > 0:
         device = devices.remember(response, user, days)

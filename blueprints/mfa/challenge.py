@@ -29,6 +29,7 @@ from services import (
     codes,
     devices,
     factor_kinds,
+    locations,
     notify,
     policy,
     sessions,
@@ -207,6 +208,7 @@ def _check(
             # forgotten (AUTH-6, DEV-2), before this sign-in completes.
             sessions.end_all_for(user.id, reason="recovery_code_used", keep=row)
             forgotten = devices.revoke_all(user.id)
+            locations.forget_all(user.id)
         response = complete_sign_in(user, method=kind.name, pending=row, remember_device=remember)
         if response is None:
             return _back_to_sign_in()

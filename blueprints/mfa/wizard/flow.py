@@ -20,7 +20,7 @@ from blueprints.auth.fresh import stale
 from blueprints.htmx import redirect_to, render
 from models import ClinicPolicy, MfaSetup, User, UserSession
 from models.sessions import ACTIVE, STEP_SETUP
-from services import enrolment, factor_kinds, policy, recovery, sessions
+from services import enrolment, factor_kinds, policy, recovery, requirement, sessions
 from services.policy import remember_days_for
 
 PAGE = "mfa/setup.html"
@@ -108,6 +108,11 @@ class Visitor:
     def remember_days(self) -> int:
         """Days this person may have this device remembered; 0 when not offered."""
         return remember_days_for(self.user, self.policy)
+
+    @property
+    def requirement(self) -> requirement.Requirement:
+        """What the policy asks of this person today (the choose step says when it is due)."""
+        return requirement.of(self.user, self.policy)
 
 
 def visitor() -> Visitor | None:

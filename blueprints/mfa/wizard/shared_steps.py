@@ -22,7 +22,16 @@ from blueprints.mfa.wizard.flow import (
     where_to,
 )
 from models import MfaSetup, db
-from services import audit, devices, enrolment, factor_kinds, notify, recovery, sessions
+from services import (
+    audit,
+    devices,
+    enrolment,
+    factor_kinds,
+    locations,
+    notify,
+    recovery,
+    sessions,
+)
 from services.policy import methods_for
 
 
@@ -77,11 +86,23 @@ def setup_post() -> ResponseReturnValue:
 
 @bp.post("/setup/decline")
 def setup_decline() -> ResponseReturnValue:
-    """ "Don't use two-step sign-in": only while the policy lets this sign-in skip it."""
+    """ "Don't use two-step sign-in", or "Skip for now" before a go-live date: only while the
+    policy lets this sign-in skip it, then and now (a date may have passed since)."""
     who = visitor()
     if who is None or not who.pending or not who.row.setup_skippable:
         abort(403)
-    audit.record("mfa.setup_declined", actor=who.user, subject=who.user)
+    needs = who.requirement
+    if not needs.skippable:
+        abort(403)
+    if needs.required_from is not None:
+        audit.record(
+            "mfa.setup_postponed",
+            actor=who.user,
+            subject=who.user,
+            required_from=needs.required_from.isoformat(),
+        )
+    else:
+        audit.record("mfa.setup_declined", actor=who.user, subject=who.user)
     response = complete_sign_in(who.user, method="none", pending=who.row)
     return response if response is not None else to_sign_in()
 
@@ -101,6 +122,7 @@ def proved(who: Visitor, setup: MfaSetup, enrolled: enrolment.Enrolled) -> Respo
     if enrolled.profile_number:
         audit.record("user.mobile_changed", actor=user, subject=user, via="sms_setup")
     sessions.end_all_for(user.id, reason="factor_changed", keep=who.row)
+    locations.forget_all(user.id)
     if enrolled.replaced:
         devices.revoke_all(user.id)
     if who.pending:
