@@ -79,6 +79,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Before any extension's before-request hook: a refused Host must be answered before
     # CSRF, sessions or the MFA guard run (they build URLs, and there is no URL adapter then).
     errors.guard_requests(app)
+    from blueprints import admin
+
+    # Also before CSRF and the pending-sign-in guard: /admin answers 404 to anyone but a
+    # signed-in Administrator, for GET and POST alike (ADM-1).
+    admin.hide_from_non_admins(app)
     db.init_app(app)
     with app.app_context():
         _tune_database(db.engine)
@@ -105,6 +110,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth_bp)
     app.register_blueprint(home_bp)
     app.register_blueprint(mfa_bp)
+    app.register_blueprint(admin.bp)
 
     errors.register(app)
     app.after_request(_security_headers)

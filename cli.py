@@ -10,7 +10,11 @@ flask --app app policy set [--mode off|optional|required] [--methods totp,email,
                            [--remember-days N] [--support-contact TEXT]
                            [--admins-app-only|--admins-any-method] [--code-minutes N]
                            [--admins-may-remember|--admins-not-remembered]
+                           [--same-location|--no-same-location] [--same-location-days N]
 flask --app app policy show
+flask --app app users override EMAIL default|required|exempt
+flask --app app rollout set ROLE --mode default|off|optional|required [--from YYYY-MM-DD]
+flask --app app rollout show
 flask --app app keys rotate [--retire-old] | generate | reencrypt
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from datetime import datetime
 
 import click
 from flask import Flask, current_app
@@ -27,13 +32,26 @@ from sqlalchemy.orm import undefer
 
 from models import DEFAULT_ROLES, MfaFactor, MfaSetup, Role, SignInThrottle, User, db
 from models.policy import MODES
-from models.user import ADMINISTRATOR
-from services import account, audit, crypto, notify, policy, throttle, wrong_codes
+from models.user import ADMINISTRATOR, OVERRIDES, ROLE_MODES
+from services import (
+    account,
+    audit,
+    crypto,
+    localtime,
+    notify,
+    overrides,
+    policy,
+    readiness,
+    rollout,
+    throttle,
+    wrong_codes,
+)
 from services.links import external_url
-from services.users import UserInputError, by_email, create_user
+from services.users import UserInputError, by_email, create_user, role_named
 
 users_cli = AppGroup("users", help="Create, list, unlock and reset staff users.")
 policy_cli = AppGroup("policy", help="Show or change the clinic's MFA policy.")
+rollout_cli = AppGroup("rollout", help="Roll two-step sign-in out role by role.")
 keys_cli = AppGroup("keys", help="Encryption keys for second-factor secrets.")
 
 
@@ -156,6 +174,79 @@ def users_set_password(email: str, password_stdin: bool) -> None:
     click.echo(f"Password changed for {user.email}; their sessions and devices are signed out.")
 
 
+@users_cli.command("override")
+@click.argument("email")
+@click.argument("override", type=click.Choice(OVERRIDES))
+def users_override(email: str, override: str) -> None:
+    """Set one person's rule: default (clinic and role), required, or exempt."""
+    user = _user(email)
+    change = overrides.set_for(
+        user, override=override, same_location=overrides.same_location_choice(user)
+    )
+    if change.after:
+        audit.record(
+            "admin.user_rules_changed",
+            subject=user,
+            via="cli",
+            before=change.before,
+            after=change.after,
+        )
+    db.session.commit()
+    click.echo(f"{user.email}: {overrides.OVERRIDE_LABELS[override].lower()}.")
+
+
+@rollout_cli.command("set")
+@click.argument("role_name", metavar="ROLE")
+@click.option("--mode", type=click.Choice(ROLE_MODES), required=True)
+@click.option(
+    "--from",
+    "required_from",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Go-live date (YYYY-MM-DD, the clinic's calendar) for --mode required.",
+)
+def rollout_set(role_name: str, mode: str, required_from: datetime | None) -> None:
+    """Give a role its own rule, e.g. `rollout set Reception --mode required --from 2027-02-01`."""
+    try:
+        role = role_named(role_name)
+        change = rollout.set_role(role, mode, required_from.date() if required_from else None)
+    except (UserInputError, policy.PolicyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if change.after:
+        audit.record(
+            "admin.role_policy_changed",
+            via="cli",
+            role=role.name,
+            before=change.before,
+            after=change.after,
+        )
+    db.session.commit()
+    _print_rollout()
+
+
+@rollout_cli.command("show")
+def rollout_show() -> None:
+    """Each role's rule, go-live date and how many people are set up."""
+    _print_rollout()
+
+
+def _print_rollout() -> None:
+    clinic = policy.current()
+    counts = readiness.by_role(clinic)
+    today = localtime.today()
+    click.echo(f"clinic mode: {clinic.mode}")
+    for role in rollout.roles():
+        rule = rollout.ROLE_MODE_LABELS[role.mfa_mode].lower()
+        if role.mfa_required_from:
+            left = (role.mfa_required_from - today).days
+            when = f"in {left} days" if left > 0 else "live"
+            rule += f" from {role.mfa_required_from.isoformat()} ({when})"
+        tally = counts.get(role.id, {})
+        numbers = ", ".join(f"{tally.get(s, 0)} {s.replace('_', ' ')}" for s in readiness.STANDINGS)
+        click.echo(f"{role.name:<14} {rule:<40} {numbers}")
+    db.session.commit()
+
+
 @policy_cli.command("show")
 def policy_show() -> None:
     """Print the current policy."""
@@ -168,6 +259,8 @@ def policy_show() -> None:
     click.echo(f"admins-app-only: {'yes' if p.admins_app_only else 'no'}")
     click.echo(f"code-minutes:    {p.code_valid_minutes}")
     click.echo(f"admins-remember: {'yes' if p.admins_may_remember else 'no'}")
+    same_place = f"yes, {p.same_location_days} days" if p.same_location else "no"
+    click.echo(f"same-location:   {same_place}")
 
 
 @policy_cli.command("set")
@@ -186,6 +279,12 @@ def policy_show() -> None:
     default=None,
     help="Whether Administrators may have a device remembered (default: no).",
 )
+@click.option(
+    "--same-location/--no-same-location",
+    default=None,
+    help="Prompt only once from the same address (default: no; never for Administrators).",
+)
+@click.option("--same-location-days", type=int, default=None, help="1 to 90 (default 30).")
 @click.pass_context
 def policy_set(
     ctx: click.Context,
@@ -196,10 +295,12 @@ def policy_set(
     admins_app_only: bool | None,
     code_minutes: int | None,
     admins_may_remember: bool | None,
+    same_location: bool | None,
+    same_location_days: int | None,
 ) -> None:
     """Change the policy; options not given stay as they are."""
     try:
-        p = policy.update(
+        change = policy.update(
             mode=mode,
             methods=methods,
             remember_days=remember_days,
@@ -207,20 +308,13 @@ def policy_set(
             admins_app_only=admins_app_only,
             code_valid_minutes=code_minutes,
             admins_may_remember=admins_may_remember,
+            same_location=same_location,
+            same_location_days=same_location_days,
         )
     except policy.PolicyError as exc:
         raise click.ClickException(str(exc)) from exc
-    audit.record(
-        "policy.changed",
-        via="cli",
-        mode=p.mode,
-        methods=p.allowed_methods,
-        remember_days=p.remember_days,
-        support_contact=p.support_contact,
-        admins_app_only=p.admins_app_only,
-        code_valid_minutes=p.code_valid_minutes,
-        admins_may_remember=p.admins_may_remember,
-    )
+    if change.after:
+        audit.record("policy.changed", via="cli", before=change.before, after=change.after)
     db.session.commit()
     ctx.invoke(policy_show)
 
@@ -302,5 +396,6 @@ def register(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(users_cli)
     app.cli.add_command(policy_cli)
+    app.cli.add_command(rollout_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(bootstrap)

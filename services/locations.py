@@ -58,3 +58,8 @@ def recognised(user: User, days: int) -> bool:
 def forget_all(user_id: int) -> int:
     result = db.session.execute(delete(TrustedLocation).where(TrustedLocation.user_id == user_id))
     return result.rowcount or 0
+
+
+def forget_everyone() -> int:
+    """The rule was switched off: no address is trusted any longer, for anyone."""
+    return db.session.execute(delete(TrustedLocation)).rowcount or 0

@@ -2,23 +2,59 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from flask import current_app
 from sqlalchemy import select
 
 from models import ClinicPolicy, User, db
 from models.factors import EMAIL, SMS, TOTP
-from models.policy import MODES
+from models.policy import MODE_OFF, MODE_OPTIONAL, MODE_REQUIRED, MODES
 from models.user import ADMINISTRATOR
-from services import devices, mail, sms
+from services import devices, locations, mail, sms
 
 # Methods this build can deliver, in the order the wizard offers them (strongest first).
 METHOD_LABELS = {TOTP: "Authenticator app", EMAIL: "Email", SMS: "Text message (SMS)"}
+MODE_LABELS = {MODE_OFF: "Off", MODE_OPTIONAL: "Optional", MODE_REQUIRED: "Required"}
 MAX_CODE_MINUTES = 10
 MAX_REMEMBER_DAYS = 90
 
 
+MAX_SAME_LOCATION_DAYS = 90
+# The columns an admin sets, in the order pages and the audit log show them.
+SETTINGS = (
+    "mode",
+    "allowed_methods",
+    "admins_app_only",
+    "remember_days",
+    "admins_may_remember",
+    "code_valid_minutes",
+    "same_location",
+    "same_location_days",
+    "support_contact",
+)
+
+
 class PolicyError(ValueError):
-    """A policy value that cannot be stored; the message says why."""
+    """A policy value that cannot be stored; the message says why, ``field`` which value."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a change did, for the audit log: the old and new value of each setting changed."""
+
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    @classmethod
+    def between(cls, before: dict[str, Any], after: dict[str, Any]) -> Change:
+        changed = [key for key in before if before[key] != after[key]]
+        return cls({k: before[k] for k in changed}, {k: after[k] for k in changed})
 
 
 def current() -> ClinicPolicy:
@@ -79,7 +115,11 @@ def delivery_problem(method: str) -> str | None:
     return None
 
 
-def update(
+def snapshot(clinic: ClinicPolicy) -> dict[str, Any]:
+    return {name: getattr(clinic, name) for name in SETTINGS}
+
+
+def validated(
     *,
     mode: str | None = None,
     methods: str | None = None,
@@ -88,38 +128,73 @@ def update(
     admins_app_only: bool | None = None,
     code_valid_minutes: int | None = None,
     admins_may_remember: bool | None = None,
-) -> ClinicPolicy:
-    """Change the settings given. Turning remembering off (0 days) deletes every remembered
-    device, so turning it on again later revives none of the old cookies (DEV-2)."""
-    policy = current()
+    same_location: bool | None = None,
+    same_location_days: int | None = None,
+) -> dict[str, Any]:
+    """The settings given, checked and normalised as columns; PolicyError for the first value
+    that cannot be stored. Nothing is changed: the admin page previews with this."""
+    values: dict[str, Any] = {}
     if mode is not None:
         if mode not in MODES:
-            raise PolicyError(f"Mode must be one of {', '.join(MODES)}.")
-        policy.mode = mode
+            raise PolicyError(f"Mode must be one of {', '.join(MODES)}.", "mode")
+        values["mode"] = mode
     if methods is not None:
         parsed = parse_methods(methods)
         # A method nobody can receive a code by would strand whoever picks it (FAC-4, OPS-5).
         for method in parsed.split(","):
             problem = delivery_problem(method)
             if problem:
-                raise PolicyError(f"{METHOD_LABELS[method]} cannot be allowed yet. {problem}")
-        policy.allowed_methods = parsed
+                raise PolicyError(
+                    f"{METHOD_LABELS[method]} cannot be allowed yet. {problem}", "methods"
+                )
+        values["allowed_methods"] = parsed
     if remember_days is not None:
         if not 0 <= remember_days <= MAX_REMEMBER_DAYS:
-            raise PolicyError(f"Remember days must be between 0 (off) and {MAX_REMEMBER_DAYS}.")
-        policy.remember_days = remember_days
-        if remember_days == 0:
-            devices.revoke_everyone()
+            raise PolicyError(
+                f"Remember days must be between 0 (off) and {MAX_REMEMBER_DAYS}.", "remember_days"
+            )
+        values["remember_days"] = remember_days
     if support_contact is not None:
-        policy.support_contact = support_contact.strip()[:200]
+        values["support_contact"] = support_contact.strip()[:200]
     if admins_app_only is not None:
-        policy.admins_app_only = admins_app_only
+        values["admins_app_only"] = admins_app_only
     if code_valid_minutes is not None:
         if not 1 <= code_valid_minutes <= MAX_CODE_MINUTES:
-            raise PolicyError(f"Codes may stay valid for 1 to {MAX_CODE_MINUTES} minutes.")
-        policy.code_valid_minutes = code_valid_minutes
+            raise PolicyError(
+                f"Codes may stay valid for 1 to {MAX_CODE_MINUTES} minutes.", "code_valid_minutes"
+            )
+        values["code_valid_minutes"] = code_valid_minutes
     if admins_may_remember is not None:
-        policy.admins_may_remember = admins_may_remember
-        if not admins_may_remember:
-            devices.revoke_for_role(ADMINISTRATOR)
-    return policy
+        values["admins_may_remember"] = admins_may_remember
+    if same_location is not None:
+        values["same_location"] = same_location
+    if same_location_days is not None:
+        if not 1 <= same_location_days <= MAX_SAME_LOCATION_DAYS:
+            raise PolicyError(
+                f"Same-location days must be between 1 and {MAX_SAME_LOCATION_DAYS}.",
+                "same_location_days",
+            )
+        values["same_location_days"] = same_location_days
+    return values
+
+
+def update(**given: Any) -> Change:
+    """Change the settings given (see ``validated``) and say what changed.
+
+    Turning remembering off (0 days) deletes every remembered device, so turning it on again
+    later revives none of the old cookies (DEV-2); so does taking it from Administrators.
+    Turning the same-location rule off forgets every trusted address.
+    """
+    values = validated(**given)
+    clinic = current()
+    before = snapshot(clinic)
+    for name, value in values.items():
+        setattr(clinic, name, value)
+    change = Change.between(before, snapshot(clinic))
+    if "remember_days" in values and clinic.remember_days == 0:
+        devices.revoke_everyone()
+    if "admins_may_remember" in change.after and not clinic.admins_may_remember:
+        devices.revoke_for_role(ADMINISTRATOR)
+    if "same_location" in change.after and not clinic.same_location:
+        locations.forget_everyone()
+    return change
