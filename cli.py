@@ -12,6 +12,7 @@ flask --app app policy set [--mode off|optional|required] [--methods totp,email,
                            [--admins-may-remember|--admins-not-remembered]
 flask --app app policy show
 flask --app app keys rotate [--retire-old] | generate | reencrypt
+flask --app app rollout notify [--dry-run] [--days 14,1]
 """
 
 from __future__ import annotations
@@ -28,13 +29,23 @@ from sqlalchemy.orm import undefer
 from models import DEFAULT_ROLES, MfaFactor, MfaSetup, Role, SignInThrottle, User, db
 from models.policy import MODES
 from models.user import ADMINISTRATOR
-from services import account, audit, crypto, notify, policy, throttle, wrong_codes
+from services import (
+    account,
+    audit,
+    crypto,
+    notify,
+    policy,
+    rollout_notices,
+    throttle,
+    wrong_codes,
+)
 from services.links import external_url
 from services.users import UserInputError, by_email, create_user
 
 users_cli = AppGroup("users", help="Create, list, unlock and reset staff users.")
 policy_cli = AppGroup("policy", help="Show or change the clinic's MFA policy.")
 keys_cli = AppGroup("keys", help="Encryption keys for second-factor secrets.")
+rollout_cli = AppGroup("rollout", help="Roll two-step sign-in out role by role.")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -274,6 +285,52 @@ def _reencrypt_all() -> int:
     return count
 
 
+def _notice_days(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return rollout_notices.parse_days(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@rollout_cli.command("notify")
+@click.option("--dry-run", is_flag=True, help="List who would be emailed; send nothing.")
+@click.option(
+    "--days",
+    callback=_notice_days,
+    help="Days before go-live to send a notice, e.g. 14,1 (default: MFA_ROLLOUT_NOTICE_DAYS).",
+)
+def rollout_notify(dry_run: bool, days: tuple[int, ...] | None) -> None:
+    """Email the notices due today before each role's go-live date. Run it daily from cron.
+
+    A notice missed (the server was off, the person joined the role late) goes out late; one
+    the mail server refused is tried again at the next run.
+    """
+    if dry_run:
+        owed = rollout_notices.due(days)
+        db.session.rollback()  # a dry run writes nothing, not even a first policy row
+        for notice in owed:
+            click.echo(
+                f"{notice.user.email}  {notice.role.name}  go-live "
+                f"{notice.go_live.isoformat()}  {notice.days_before}-day notice"
+            )
+        click.echo(f"Dry run: {len(owed)} would be emailed; nothing was sent.")
+        return
+    outcome = rollout_notices.send_due(days)
+    click.echo(f"Rollout notices: sent {outcome.sent}, failed {outcome.failed}.")
+    if outcome.failed:
+        # Still exit 0: nothing is lost (no claim is kept, so the next run sends it) and each
+        # failure is in the audit log; stderr is what cron mails when stdout is discarded.
+        click.echo(
+            f"{outcome.failed} could not be sent (mail server refused or down); "
+            "they are tried again at the next run.",
+            err=True,
+        )
+
+
 @click.command("bootstrap")
 @with_appcontext
 def bootstrap() -> None:
@@ -303,4 +360,5 @@ def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(policy_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(rollout_cli)
     app.cli.add_command(bootstrap)
