@@ -311,12 +311,12 @@ def rollout_notify(dry_run: bool, days: tuple[int, ...] | None) -> None:
     """
     if dry_run:
         owed = rollout_notices.due(days)
-        db.session.rollback()  # a dry run writes nothing, not even a first policy row
         for notice in owed:
             click.echo(
                 f"{notice.user.email}  {notice.role.name}  go-live "
                 f"{notice.go_live.isoformat()}  {notice.days_before}-day notice"
             )
+        db.session.rollback()  # a dry run writes nothing, not even a first policy row
         click.echo(f"Dry run: {len(owed)} would be emailed; nothing was sent.")
         return
     outcome = rollout_notices.send_due(days)

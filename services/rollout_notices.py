@@ -83,11 +83,11 @@ def notice_due(days_left: int, days: Iterable[int]) -> int | None:
     return min((n for n in days if days_left <= n), default=None)
 
 
-def due(days: Iterable[int] | None = None, *, today: date | None = None) -> list[Due]:
+def due(days: Iterable[int] | None = None) -> list[Due]:
     """Every notice owed today (the clinic's day) and not sent yet, by role and email; ``days``
     defaults to MFA_ROLLOUT_NOTICE_DAYS. Reads only: a dry run shows this list."""
     days = tuple(current_app.config["MFA_ROLLOUT_NOTICE_DAYS"] if days is None else days)
-    today = today or localtime.today()
+    today = localtime.today()
     clinic = policy.current()
     roles = db.session.scalars(
         select(Role)
