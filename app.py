@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import config
 from extensions import csrf, login_manager
 from models import db
-from services import localtime, passwords, static_files
+from services import localtime, passwords, rollout_notices, static_files
 from services.mail import mail
 from services.mail import transport_problem as mail_transport_problem
 from services.wording import plural
@@ -64,6 +64,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise config.ConfigError(
             f"MFA_PASSWORD_HASH_PARAMS: {exc} (OWASP's are t=2,m=19456,p=1)."
         ) from exc
+
+    try:
+        app.config["MFA_ROLLOUT_NOTICE_DAYS"] = rollout_notices.parse_days(
+            app.config["MFA_ROLLOUT_NOTICE_DAYS"]
+        )
+    except ValueError as exc:
+        raise config.ConfigError(f"MFA_ROLLOUT_NOTICE_DAYS: {exc}.") from exc
 
     _init_hosts(app)
     config.refuse_unsafe_production(app.config)

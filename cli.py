@@ -15,6 +15,7 @@ flask --app app policy show
 flask --app app users override EMAIL default|required|exempt
 flask --app app rollout set ROLE --mode default|off|optional|required [--from YYYY-MM-DD]
 flask --app app rollout show
+flask --app app rollout notify [--dry-run] [--days 14,1]
 flask --app app keys rotate [--retire-old] | generate | reencrypt
 """
 
@@ -43,6 +44,7 @@ from services import (
     policy,
     readiness,
     rollout,
+    rollout_notices,
     throttle,
     wrong_codes,
 )
@@ -366,6 +368,52 @@ def _reencrypt_all() -> int:
     audit.record("keys.rotated", via="cli", secrets=count)
     db.session.commit()
     return count
+
+
+def _notice_days(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return rollout_notices.parse_days(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@rollout_cli.command("notify")
+@click.option("--dry-run", is_flag=True, help="List who would be emailed; send nothing.")
+@click.option(
+    "--days",
+    callback=_notice_days,
+    help="Days before go-live to send a notice, e.g. 14,1 (default: MFA_ROLLOUT_NOTICE_DAYS).",
+)
+def rollout_notify(dry_run: bool, days: tuple[int, ...] | None) -> None:
+    """Email the notices due today before each role's go-live date. Run it daily from cron.
+
+    A notice missed (the server was off, the person joined the role late) goes out late; one
+    the mail server refused is tried again at the next run.
+    """
+    if dry_run:
+        owed = rollout_notices.due(days)
+        for notice in owed:
+            click.echo(
+                f"{notice.user.email}  {notice.role.name}  go-live "
+                f"{notice.go_live.isoformat()}  {notice.days_before}-day notice"
+            )
+        db.session.rollback()  # a dry run writes nothing, not even a first policy row
+        click.echo(f"Dry run: {len(owed)} would be emailed; nothing was sent.")
+        return
+    outcome = rollout_notices.send_due(days)
+    click.echo(f"Rollout notices: sent {outcome.sent}, failed {outcome.failed}.")
+    if outcome.failed:
+        # Still exit 0: nothing is lost (no claim is kept, so the next run sends it) and each
+        # failure is in the audit log; stderr is what cron mails when stdout is discarded.
+        click.echo(
+            f"{outcome.failed} could not be sent (mail server refused or down); "
+            "they are tried again at the next run.",
+            err=True,
+        )
 
 
 @click.command("bootstrap")

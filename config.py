@@ -152,6 +152,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
             "MFA_SMS_TWILIO_BASE_URL", "https://api.twilio.com"
         ),
         "MFA_FIRST_ADMIN_EMAIL": os.environ.get("MFA_FIRST_ADMIN_EMAIL", "admin@clinic.example"),
+        # Rollout notices (ADM-3): emailed this many days before a role's go-live date, as
+        # "14,1" or a tuple; create_app checks it (services/rollout_notices.parse_days).
+        "MFA_ROLLOUT_NOTICE_DAYS": os.environ.get("MFA_ROLLOUT_NOTICE_DAYS") or (14, 1),
     }
 
 

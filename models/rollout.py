@@ -14,7 +14,7 @@ from models.types import UTCDateTime, utcnow
 class RolloutNotice(Base):
     """One row per (user, role, go-live date, days before). The unique constraint is the claim
     that makes two cron runs send it once; ``sent_at`` stays NULL until the mail server took it,
-    so a claim left by a run that died can be taken over (services/rollout.py)."""
+    so a claim left by a run that died can be taken over (services/rollout_notices.py)."""
 
     __tablename__ = "rollout_notices"
     __table_args__ = (UniqueConstraint("user_id", "role_id", "go_live", "days_before"),)

@@ -1,14 +1,15 @@
-"""Security notifications to the user (ACC-3, FAC-5, FAC-6, DEV-2).
+"""Emails to the user: security notifications (ACC-3, FAC-5, FAC-6, DEV-2), and the notice
+before a role's rollout (ADM-3).
 
-Each says what happened, when (in the clinic's time zone), from where (address and browser)
-and what to do if it was not them. A failed notification is audited and logged, never allowed
-to break the action that caused it; callers send after committing, so no lock is held while a
-mail server answers.
+Each security email says what happened, when (in the clinic's time zone), from where (address
+and browser) and what to do if it was not them. A failed notification is audited and logged,
+never allowed to break the action that caused it; callers send after committing, so no lock is
+held while a mail server answers.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask import current_app, has_request_context
@@ -120,4 +121,20 @@ def password_changed(user: User, *, sign_in_url: str, by_admin: bool) -> bool:
         "password_changed",
         sign_in_url=sign_in_url,
         by_admin=by_admin,
+    )
+
+
+def rollout_notice(user: User, *, role: str, go_live: date, days_left: int, setup_url: str) -> bool:
+    """Two-step sign-in becomes required for ``user``'s role on ``go_live`` (ADM-3). Not a
+    security event: no "when, from where" and no "if this was not you"."""
+    return _send(
+        user,
+        f"Two-step sign-in is required from {localtime.day(go_live)}",
+        "rollout_notice",
+        role=role,
+        go_live=localtime.day(go_live),
+        days_left=days_left,
+        setup_url=setup_url,
+        when=None,
+        warning=False,
     )
