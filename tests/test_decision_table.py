@@ -242,3 +242,10 @@ def test_a_session_that_skipped_owes_setup_from_the_day(app, client, auth, rollo
         assert_setup_cannot_be_skipped(client, auth)
     assert "sign_in.setup_now_required" in events(app)
 
+
+def test_a_sign_in_pending_across_midnight_loses_its_skip(app, client, auth, rollout):
+    with time_machine.travel(rollout.local(-1, 23, 58, 30), tick=False) as clock:
+        auth.login()
+        assert "Skip for now" in client.get("/mfa/setup").get_data(as_text=True)
+        clock.move_to(rollout.just_after_midnight)
+        assert_setup_cannot_be_skipped(client, auth)
