@@ -78,19 +78,19 @@ def at(browser: AuthActions, ip: str, forwarded_for: str | None = None) -> AuthA
     return browser
 
 
-def pass_challenge(browser: AuthActions, secret: str, clock, email: str = NURSE) -> None:
+def pass_challenge(browser: AuthActions, secret: str, clock) -> None:
     """Sign in with the authenticator, then out. A new 30-second step each time: a code is
     never accepted twice."""
     clock.shift(30)
-    assert browser.login(email).headers["Location"] == CHALLENGE
+    assert browser.login().headers["Location"] == CHALLENGE
     assert browser.verify_totp(pyotp.TOTP(secret).now()).headers["Location"] == "/"
     browser.logout()
 
 
-def after_password(browser: AuthActions, email: str = NURSE, password: str = PASSWORD) -> str:
+def after_password(browser: AuthActions, password: str = PASSWORD) -> str:
     """Where the password leads ("/": the prompt was skipped, and the person is signed in);
     then sign out again."""
-    where = browser.login(email, password).headers["Location"]
+    where = browser.login(password=password).headers["Location"]
     if where == "/":
         assert browser.client.get("/").status_code == 200
     browser.logout()
@@ -111,13 +111,13 @@ def test_the_same_address_skips_the_prompt(app, auth, nurse, clock):
             .where(AuditEvent.event == "sign_in.password_ok")
             .order_by(AuditEvent.id)
         ).all()
-        method = db.session.scalars(
+        succeeded = db.session.scalars(
             sa.select(AuditEvent.details)
             .where(AuditEvent.event == "sign_in.succeeded")
             .order_by(AuditEvent.id)
         ).all()
     assert ok[-1] == {"next": "remembered", "reason": "same_location"}
-    assert [m["method"] for m in method] == ["totp", "location"]
+    assert [s["method"] for s in succeeded] == ["totp", "location"]
     assert trusted_addresses(app) == [HOME]
 
 
@@ -207,6 +207,16 @@ def test_a_shortened_setting_applies_to_addresses_trusted_before(auth, nurse, sa
     assert after_password(auth) == CHALLENGE
 
 
+def test_a_lengthened_setting_does_not_extend_addresses_trusted_before(
+    auth, nurse, same_location, clock
+):
+    same_location(True, days=7)
+    pass_challenge(at(auth, HOME), nurse.secret, clock)
+    same_location(True, days=30)
+    clock.shift(timedelta(days=8))
+    assert after_password(auth) == CHALLENGE
+
+
 def test_forgotten_after_a_password_change(app, auth, nurse, clock):
     pass_challenge(at(auth, HOME), nurse.secret, clock)
     new_password = "a brand new password 2026"
@@ -223,6 +233,14 @@ def test_forgotten_after_a_password_reset(app, auth, nurse, clock, mailbox):
     assert reset(auth, link_in(mailbox)).headers["Location"] == "/sign-in"
     assert trusted_addresses(app) == []
     assert after_password(auth, password=NEW_PASSWORD) == CHALLENGE
+
+
+def test_forgotten_after_an_mfa_reset(app, auth, nurse, clock, runner, enrol_totp):
+    pass_challenge(at(auth, HOME), nurse.secret, clock)
+    assert runner.invoke(args=["users", "reset-mfa", NURSE]).exit_code == 0
+    assert trusted_addresses(app) == []
+    enrol_totp(nurse.id)
+    assert after_password(auth) == CHALLENGE
 
 
 def _replace_the_app(browser: AuthActions, mailbox: Mailbox) -> None:
