@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -322,6 +323,24 @@ class AuthActions:
         """POST with the CSRF token read from ``page`` (default: the same path)."""
         token = self.csrf_token(page or path)
         return self.client.post(path, data={"csrf_token": token, **(data or {})}, **kw)
+
+
+def release_together(posts: list) -> list[int]:
+    """Run every ``post()`` at once from its own thread; their status codes."""
+    barrier = threading.Barrier(len(posts))
+    statuses: list[int] = []
+
+    def run(post) -> None:
+        barrier.wait(timeout=20)
+        statuses.append(post().status_code)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in posts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(statuses) == len(posts), "a request did not finish"
+    return statuses
 
 
 @pytest.fixture

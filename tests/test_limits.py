@@ -6,7 +6,6 @@ was reserved and compared, never for one refused before comparison.
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -17,7 +16,7 @@ from flask import Flask
 
 from models import AuditEvent, MfaFactor, SignInThrottle, User, UserSession, db
 from services import crypto
-from tests.conftest import AuthActions, make_app
+from tests.conftest import AuthActions, make_app, release_together
 
 T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
 NURSE = "nurse@clinic.example"
@@ -36,24 +35,6 @@ def count(app: Flask, event: str) -> int:
         return db.session.scalar(
             sa.select(sa.func.count()).select_from(AuditEvent).where(AuditEvent.event == event)
         )
-
-
-def release_together(posts: list) -> list[int]:
-    """Run every ``post()`` at once from its own thread; their status codes."""
-    barrier = threading.Barrier(len(posts))
-    statuses: list[int] = []
-
-    def run(post) -> None:
-        barrier.wait(timeout=20)
-        statuses.append(post().status_code)
-
-    threads = [threading.Thread(target=run, args=(p,)) for p in posts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert len(statuses) == len(posts), "a request did not finish"
-    return statuses
 
 
 def test_twenty_wrong_codes_at_once_into_one_sign_in_compare_at_most_five(database_url, app, nurse):
