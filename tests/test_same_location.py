@@ -21,7 +21,7 @@ import time_machine
 from flask import Flask
 
 from models import AuditEvent, MfaFactor, TrustedLocation, User, db
-from services import account, policy
+from services import account
 from tests.conftest import PASSWORD, AuthActions, Mailbox, make_app, release_together
 from tests.test_codes import last_code
 from tests.test_password_reset import NEW_PASSWORD, ask, link_in, reset
@@ -34,15 +34,11 @@ CHALLENGE = "/mfa/challenge"
 
 
 @pytest.fixture
-def same_location(app: Flask):
-    """same_location(on, days=30): the clinic's setting. policy.update has no parameters
-    for it yet, so the columns are set directly."""
+def same_location(set_policy):
+    """same_location(on, days=30): the clinic's setting, as the admin page sets it."""
 
     def set_(on: bool, days: int = 30) -> None:
-        with app.app_context():
-            clinic = policy.current()
-            clinic.same_location, clinic.same_location_days = on, days
-            db.session.commit()
+        set_policy(same_location=on, same_location_days=days)
 
     return set_
 
