@@ -8,13 +8,16 @@ Two queries whatever the number of people: the users with their roles, and every
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select
 
-from models import ClinicPolicy, MfaFactor, User, db
-from models.user import OVERRIDE_EXEMPT
+from models import ClinicPolicy, MfaFactor, Role, User, db
+from models.factors import TOTP
+from models.user import ADMINISTRATOR, OVERRIDE_EXEMPT
 from services import requirement
+from services.policy import METHOD_LABELS
 
 ENROLLED = "enrolled"
 NOT_ENROLLED = "not_enrolled"
@@ -34,10 +37,47 @@ class Person:
 def people() -> list[Person]:
     """Every active person with the kinds of factor they have."""
     users = db.session.scalars(select(User).where(User.active.is_(True)).order_by(User.id)).all()
+    return people_of(users, everyone=True)
+
+
+def people_of(users: Sequence[User], *, everyone: bool = False) -> list[Person]:
+    """``users`` with the kinds of factor they have: one query, whatever their number (a page
+    of the users list asks for its own; ``everyone`` reads all factors without a long IN)."""
+    if not users:
+        return []
+    query = select(MfaFactor.user_id, MfaFactor.kind)
+    if not everyone:
+        query = query.where(MfaFactor.user_id.in_([u.id for u in users]))
     kinds: defaultdict[int, set[str]] = defaultdict(set)
-    for user_id, kind in db.session.execute(select(MfaFactor.user_id, MfaFactor.kind)):
+    for user_id, kind in db.session.execute(query):
         kinds[user_id].add(kind)
     return [Person(user, frozenset(kinds[user.id])) for user in users]
+
+
+def has_usable_factor(clinic: ClinicPolicy) -> ColumnElement[bool]:
+    """The SQL twin of ``Person.usable``, for filtering and counting in the database: the
+    user row of the enclosing query has a factor the policy lets them use (the clinic's
+    methods; only the app for Administrators while admins_app_only). A test holds the two to
+    the same answer for every kind of person."""
+    methods = [m for m in clinic.methods if m in METHOD_LABELS]
+    if not methods:
+        return false()
+    allowed = MfaFactor.kind.in_(methods)
+    if clinic.admins_app_only:
+        admins = select(Role.id).where(Role.name == ADMINISTRATOR).scalar_subquery()
+        allowed = and_(allowed, or_(MfaFactor.kind == TOTP, User.role_id != admins))
+    return exists().where(MfaFactor.user_id == User.id, allowed)
+
+
+def standing_is(standing: str, clinic: ClinicPolicy) -> ColumnElement[bool]:
+    """SQL for ``standing(person, clinic) == standing``."""
+    usable = has_usable_factor(clinic)
+    if standing == ENROLLED:
+        return usable
+    exempt = User.mfa_override == OVERRIDE_EXEMPT
+    if standing == EXEMPT:
+        return and_(~usable, exempt)
+    return and_(~usable, ~exempt)
 
 
 def standing(person: Person, clinic: ClinicPolicy) -> str:
