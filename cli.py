@@ -185,14 +185,7 @@ def users_override(email: str, override: str) -> None:
     change = overrides.set_for(
         user, override=override, same_location=overrides.same_location_choice(user)
     )
-    if change.after:
-        audit.record(
-            "admin.user_rules_changed",
-            subject=user,
-            via="cli",
-            before=change.before,
-            after=change.after,
-        )
+    audit.record_change("admin.user_rules_changed", change, subject=user, via="cli")
     db.session.commit()
     click.echo(f"{user.email}: {overrides.OVERRIDE_LABELS[override].lower()}.")
 
@@ -214,14 +207,7 @@ def rollout_set(role_name: str, mode: str, required_from: datetime | None) -> No
         change = rollout.set_role(role, mode, required_from.date() if required_from else None)
     except (UserInputError, policy.PolicyError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if change.after:
-        audit.record(
-            "admin.role_policy_changed",
-            via="cli",
-            role=role.name,
-            before=change.before,
-            after=change.after,
-        )
+    audit.record_change("admin.role_policy_changed", change, via="cli", role=role.name)
     db.session.commit()
     _print_rollout()
 
@@ -315,8 +301,7 @@ def policy_set(
         )
     except policy.PolicyError as exc:
         raise click.ClickException(str(exc)) from exc
-    if change.after:
-        audit.record("policy.changed", via="cli", before=change.before, after=change.after)
+    audit.record_change("policy.changed", change, via="cli")
     db.session.commit()
     ctx.invoke(policy_show)
 

@@ -3,7 +3,7 @@ are committed together or not at all."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from flask import has_request_context
 from sqlalchemy import insert
@@ -42,3 +42,18 @@ def record(
             "details": details,
         },
     )
+
+
+class Diff(Protocol):
+    """A change to settings: the old and new value of each one that changed."""
+
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+def record_change(event: str, change: Diff, **fields: Any) -> bool:
+    """Append ``event`` with before and after, if anything changed; say whether it did."""
+    if not change.after:
+        return False
+    record(event, before=change.before, after=change.after, **fields)
+    return True

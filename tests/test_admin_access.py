@@ -14,6 +14,7 @@ import time_machine
 from flask import Flask
 
 from models import AuditEvent, ClinicPolicy, Role, db
+from tests.admin_forms import security_settings
 from tests.conftest import PASSWORD, AuthActions
 
 T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
@@ -103,18 +104,7 @@ def test_staff_see_no_admin_link(client, auth, people):
 
 
 def settings(token: str, **values: object) -> dict[str, object]:
-    form: dict[str, object] = {
-        "csrf_token": token,
-        "mode": "off",
-        "methods": ["totp"],
-        "admins_app_only": "y",
-        "remember_days": "90",
-        "code_valid_minutes": "5",
-        "same_location_days": "30",
-        "support_contact": "",
-    }
-    form.update(values)
-    return form
+    return security_settings(token, **values)
 
 
 def test_a_stale_admin_re_authenticates_before_any_change_lands(app, people):

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from models import AuditEvent, ClinicPolicy, Role, User, db
 from services import localtime
+from tests.admin_forms import security_settings
 from tests.clinic_seed import seed_clinic
 from tests.conftest import AuthActions
 
@@ -30,18 +31,7 @@ def admin(app, client, auth, make_user, enrol_totp) -> AuthActions:
 
 
 def form(auth: AuthActions, **values: object) -> dict[str, object]:
-    data: dict[str, object] = {
-        "csrf_token": auth.csrf_token("/admin/security"),
-        "mode": "off",
-        "methods": ["totp"],
-        "admins_app_only": "y",
-        "remember_days": "90",
-        "code_valid_minutes": "5",
-        "same_location_days": "30",
-        "support_contact": "",
-    }
-    data.update(values)
-    return {k: v for k, v in data.items() if v is not None}
+    return security_settings(auth.csrf_token("/admin/security"), **values)
 
 
 def events(app, name: str) -> list[AuditEvent]:

@@ -105,14 +105,9 @@ def security_post() -> ResponseReturnValue:
             "admin/confirm.html", "admin/_confirm.html", form=form, impact=effect, kinds=kinds
         )
     change = policy.update(**form.values())
-    if change.after:
-        audit.record(
-            "admin.policy_changed",
-            actor=current_user,
-            before=change.before,
-            after=change.after,
-            **_impact_details(effect),
-        )
+    audit.record_change(
+        "admin.policy_changed", change, actor=current_user, **_impact_details(effect)
+    )
     db.session.commit()
     message = "Settings saved." if change.after else "Nothing changed."
     if not wants_partial():
@@ -170,14 +165,9 @@ def role_post(role_id: int) -> ResponseReturnValue:
         except PolicyError as error:
             _attach(form, error)
         else:
-            if change.after:
-                audit.record(
-                    "admin.role_policy_changed",
-                    actor=current_user,
-                    role=role.name,
-                    before=change.before,
-                    after=change.after,
-                )
+            audit.record_change(
+                "admin.role_policy_changed", change, actor=current_user, role=role.name
+            )
             db.session.commit()
             saved = f"{role.name}: saved." if change.after else f"{role.name}: nothing changed."
             if not wants_partial():

@@ -97,14 +97,7 @@ def user_post(user_id: int) -> ResponseReturnValue:
         return _render(person, form, 422)
     old_number = person.mobile_number
     person.mobile_number = number
-    if change.after:
-        audit.record(
-            "admin.user_rules_changed",
-            actor=current_user,
-            subject=person,
-            before=change.before,
-            after=change.after,
-        )
+    audit.record_change("admin.user_rules_changed", change, actor=current_user, subject=person)
     if number != old_number:
         audit.record("user.mobile_changed", actor=current_user, subject=person, via="admin")
     db.session.commit()
