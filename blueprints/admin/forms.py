@@ -12,9 +12,9 @@ from wtforms import (
     HiddenField,
     IntegerField,
     RadioField,
+    SelectChoice,
     SelectField,
     SelectMultipleField,
-    SelectChoice,
     StringField,
 )
 from wtforms.validators import InputRequired, Length, Optional
