@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import request, url_for
+from flask import Response, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user
 
@@ -12,9 +12,13 @@ from blueprints.htmx import redirect_to, render
 from models import db
 from models.types import utcnow
 from services import audit, sessions, throttle
-from services.client import client_ip
-from services.passwords import verify_password
 from services.redirects import safe_next
+
+
+def throttled(response: Response, block: throttle.Block) -> Response:
+    """A refused password try: the page says until when, Retry-After says it to machines."""
+    response.headers["Retry-After"] = str(block.retry_after(utcnow()))
+    return response
 
 
 def _render(form: ReauthenticateForm, status: int = 200, **context: object) -> ResponseReturnValue:
@@ -44,19 +48,13 @@ def reauthenticate_post() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return _render(form, 422)
     user = current_user._get_current_object()
-    keys = (throttle.email_key(user.email), throttle.ip_key(client_ip()))
-    status = throttle.check(*keys)
-    if status.block is not None:
-        now = utcnow()
-        response = _render(form, 429, error=status.block.message(now))
-        response.headers["Retry-After"] = str(status.block.retry_after(now))
-        return response
-    if not verify_password(user.password_hash, form.password.data or ""):
-        throttle.record_failure(*keys)
+    checked = throttle.check_own_password(user, form.password.data or "")
+    if isinstance(checked, throttle.Block):
+        return throttled(_render(form, 429, error=checked.message(utcnow())), checked)
+    if not checked:
         audit.record("reauth.failed", actor=user, subject=user)
         db.session.commit()
         return _render(form, 422, error="That password is not right. Try again.")
-    throttle.reset(keys[0], status=status)
     row = sessions.current()
     assert row is not None  # login_required: a signed-in session
     sessions.mark_fresh(row)
