@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from models import ClinicPolicy, MfaFactor, MfaSetup, User, UserSession, db
 from models.policy import MODE_REQUIRED
@@ -39,6 +39,7 @@ ONLY_WAY_REQUIRED = (
 )
 NOT_ALLOWED = "Your clinic no longer allows {label}. Choose another way, or remove this one."
 NOTHING_TO_RECOVER = "Set up two-step sign-in first: recovery codes come with it."
+GONE = "That way of getting a code was removed meanwhile, perhaps in another tab."
 
 
 class Refused(ValueError):
@@ -150,12 +151,32 @@ def overview(user: User, this_session: UserSession, clinic: ClinicPolicy) -> Ove
     )
 
 
+def _lock(user: User) -> None:
+    """PostgreSQL: lock the person's row, so changes to their factors racing in two tabs
+    take turns and each sees what the other left. SQLite runs one write at a time; there the
+    conditional statements below decide."""
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
+
+
 def set_default(user: User, factor: MfaFactor, needs: Requirement) -> None:
     """Make ``factor`` the one asked for first at sign-in; only a kind the policy allows."""
     if factor.kind not in needs.methods:
         raise Refused(NOT_ALLOWED.format(label=factor_kinds.get(factor.kind).label))
-    for mine in factors.for_user(user.id):
-        mine.is_default = mine.id == factor.id
+    _lock(user)
+    # Statements, not attribute changes: a factor removed meanwhile is a refusal, not a
+    # failed flush.
+    chosen = db.session.execute(
+        update(MfaFactor)
+        .where(MfaFactor.id == factor.id, MfaFactor.user_id == user.id)
+        .values(is_default=True)
+    )
+    if chosen.rowcount != 1:
+        raise Refused(GONE)
+    db.session.execute(
+        update(MfaFactor)
+        .where(MfaFactor.user_id == user.id, MfaFactor.id != factor.id)
+        .values(is_default=False)
+    )
 
 
 @dataclass(frozen=True)
@@ -171,16 +192,14 @@ def remove_factor(user: User, factor: MfaFactor, needs: Requirement) -> Removed:
     the policy requires one. Remembered devices and trusted addresses are forgotten (DEV-2),
     a default moves to the strongest usable factor left, and with no factor left the
     recovery codes go too."""
-    # PostgreSQL: the person's row is locked, so two removals racing each wait for the other
-    # and the second sees what the first left. SQLite runs one write at a time, and there the
-    # conditional DELETE below is what decides.
-    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    _lock(user)
     mine = factors.for_user(user.id)
     removal = removal_of(factor, needs, mine)
     if removal.refused:
         raise Refused(removal.refused)
     stmt = delete(MfaFactor).where(MfaFactor.id == factor.id, MfaFactor.user_id == user.id)
-    if needs.level == MODE_REQUIRED and factor.kind in needs.methods:
+    guarded = needs.level == MODE_REQUIRED and factor.kind in needs.methods
+    if guarded:
         another_usable = (
             select(func.count(MfaFactor.id))
             .where(
@@ -192,14 +211,17 @@ def remove_factor(user: User, factor: MfaFactor, needs: Requirement) -> Removed:
         )
         stmt = stmt.where(another_usable > 0)
     if db.session.execute(stmt.execution_options(synchronize_session=False)).rowcount != 1:
-        raise Refused(ONLY_WAY_REQUIRED)
+        # Another request removed this one, or (guarded) the other usable one, meanwhile.
+        raise Refused(ONLY_WAY_REQUIRED if guarded else GONE)
     db.session.expunge(factor)
     left = sorted(
         (f for f in mine if f.id != factor.id),
         key=lambda f: (f.kind not in needs.methods, _strength(f.kind), f.id),
     )
     if factor.is_default and left:
-        left[0].is_default = True
+        db.session.execute(
+            update(MfaFactor).where(MfaFactor.id == left[0].id).values(is_default=True)
+        )
     if not left:
         recovery.discard_all(user.id)
     forgotten = devices.revoke_all(user.id)

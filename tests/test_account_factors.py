@@ -4,6 +4,7 @@ one through the wizard, new recovery codes."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from datetime import date, timedelta
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 
 from blueprints.mfa.wizard.contact_steps import CODE_VOID
 from models import MfaFactor, RecoveryCode, Role, User, db
-from services import factor_kinds
+from services import account, factor_kinds
 from services.account import NOT_ALLOWED, ONLY_WAY_REQUIRED
 from tests.account_world import (
     KEY_RE,
@@ -160,20 +161,44 @@ def test_a_way_the_clinic_no_longer_allows_may_always_go(app, world: World, set_
     assert default.status_code == 303
 
 
-def test_two_removals_racing_leave_one_way(database_url, app, world: World, set_policy):
-    """Each removal alone is allowed; both at once would leave nothing while required."""
+def test_two_removals_racing_leave_one_way(
+    database_url, app, world: World, set_policy, monkeypatch
+):
+    """Each removal alone is allowed; both at once would leave nothing while required. Each
+    request waits (at most 2 s) after its check until the other has checked too, so without
+    the row lock (PostgreSQL) and the conditional DELETE (SQLite) both would delete."""
     set_policy(mode="required")
+    checked = threading.Barrier(2)
+    inside = threading.local()
+    real_remove, real_rule = account.remove_factor, account.removal_of
+
+    def remove_factor(*args, **kwargs):
+        inside.removing = True
+        try:
+            return real_remove(*args, **kwargs)
+        finally:
+            inside.removing = False
+
+    def removal_of(*args, **kwargs):
+        decided = real_rule(*args, **kwargs)
+        if getattr(inside, "removing", False):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                checked.wait(timeout=2)
+        return decided
+
+    monkeypatch.setattr(account, "remove_factor", remove_factor)
+    monkeypatch.setattr(account, "removal_of", removal_of)
     other = make_app(database_url)
     name = app.config["SESSION_COOKIE_NAME"]
     token = world.desk.csrf_token(PAGE)
     cookie = world.desk.client.get_cookie(name).value
-    barrier = threading.Barrier(2)
+    started = threading.Barrier(2)
     statuses: list[int] = []
 
     def remove(instance, factor_id: int) -> None:
         client = instance.test_client()
         client.set_cookie(name, cookie)
-        barrier.wait(timeout=20)
+        started.wait(timeout=20)
         path = f"{PAGE}/factors/{factor_id}/remove"
         statuses.append(client.post(path, data={"csrf_token": token}).status_code)
 
