@@ -144,10 +144,14 @@ def overview(user: User, this_session: UserSession, clinic: ClinicPolicy) -> Ove
         ],
         recovery_left=recovery.remaining(user.id),
         devices=devices.listed_for(user.id, policy.remember_days_for(user, clinic)),
-        sessions=[
-            SessionLine(row, devices.label_for(row.user_agent), row.id == this_session.id)
-            for row in sessions.signed_in_for(user.id)
-        ],
+        # This browser first, then the others, most recently active first.
+        sessions=sorted(
+            (
+                SessionLine(row, devices.label_for(row.user_agent), row.id == this_session.id)
+                for row in sessions.signed_in_for(user.id)
+            ),
+            key=lambda line: not line.this_one,
+        ),
     )
 
 

@@ -187,8 +187,9 @@ def _only_the_app(w: World) -> None:
         db.session.commit()
 
 
-def _back(section: str) -> Callable[[World], str]:
-    return lambda w: f"{PAGE}#{section}"
+def _page(w: World) -> str:
+    """Back to the page, with the message on top."""
+    return PAGE
 
 
 CHANGES = [
@@ -198,7 +199,7 @@ CHANGES = [
         "mfa.default_changed",
         lambda w: {"method": "email"},
         "Your sign-in code now comes another way",
-        _back("factors"),
+        _page,
     ),
     Change(
         "remove",
@@ -206,7 +207,7 @@ CHANGES = [
         "mfa.factor_removed",
         lambda w: {"method": "email", "turned_off": False, "devices_forgotten": 1},
         "Email was removed from your two-step sign-in",
-        _back("factors"),
+        _page,
     ),
     Change(
         "turn_off",
@@ -214,7 +215,7 @@ CHANGES = [
         "mfa.factor_removed",
         lambda w: {"method": "totp", "turned_off": True, "devices_forgotten": 1},
         "Two-step sign-in was removed from your account",
-        _back("factors"),
+        _page,
         data={"confirmed": "yes"},
         prepare=_only_the_app,
     ),
@@ -240,7 +241,7 @@ CHANGES = [
         "device.forgotten",
         lambda w: {"device_id": w.device_id, "label": "Browser on unknown system"},
         "A remembered device was forgotten",
-        _back("devices"),
+        _page,
     ),
     Change(
         "forget_devices",
@@ -248,7 +249,7 @@ CHANGES = [
         "device.forgotten_all",
         lambda w: {"count": 1},
         "Your remembered devices were forgotten",
-        _back("devices"),
+        _page,
     ),
     Change(
         "end_session",
@@ -256,7 +257,7 @@ CHANGES = [
         "session.ended_by_user",
         lambda w: {"session_id": w.phone_session, "browser": "Browser on unknown system"},
         "A device was signed out of your account",
-        _back("sessions"),
+        _page,
     ),
     Change(
         "end_other_sessions",
@@ -264,7 +265,7 @@ CHANGES = [
         "session.ended_others",
         lambda w: {"sessions": 1, "devices": 1},
         "Your other devices were signed out",
-        _back("sessions"),
+        _page,
     ),
     Change(
         "password",
@@ -272,7 +273,7 @@ CHANGES = [
         "password.changed",
         lambda w: {"via": "account"},
         "Your password was changed",
-        _back("password"),
+        _page,
         data={"current": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
     ),
 ]
@@ -341,7 +342,7 @@ def test_the_stale_change_comes_back_after_the_password(app, world: World):
         "/reauthenticate", {"password": PASSWORD, "next": PAGE}, page="/reauthenticate"
     )
     assert back.headers["Location"] == PAGE
-    assert post(world.desk, f"{PAGE}/devices/forget").headers["Location"] == f"{PAGE}#devices"
+    assert post(world.desk, f"{PAGE}/devices/forget").headers["Location"] == PAGE
 
 
 # ---------------------------------------------------------------------------------------
@@ -393,7 +394,7 @@ def test_someone_elses_ids_are_404_and_change_nothing(app, world: World, make_us
 def test_signing_out_another_session_refuses_its_cookie_at_once(app, world: World):
     assert world.phone.client.get("/").status_code == 200
     answer = post(world.desk, f"{PAGE}/sessions/{world.phone_session}/end")
-    assert answer.headers["Location"] == f"{PAGE}#sessions"
+    assert answer.headers["Location"] == PAGE
     refused = world.phone.client.get("/")
     assert refused.status_code == 303 and refused.headers["Location"].startswith("/sign-in")
     assert "Browser on unknown system: signed out." in html(world.desk.client.get(PAGE))
@@ -473,7 +474,7 @@ def test_change_password(app, world: World, mailbox):
         {"current": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
         headers={"HX-Request": "true"},
     )
-    assert done.status_code == 204 and done.headers["HX-Redirect"] == f"{PAGE}#password"
+    assert done.status_code == 204 and done.headers["HX-Redirect"] == PAGE
     with desk.client.session_transaction() as cookie:
         assert cookie["sid"] != before  # a new session id for the new password
     assert desk.client.get(PAGE).status_code == 200

@@ -106,9 +106,5 @@ def remove(factor_id: int) -> ResponseReturnValue:
         now_default=None if turned_off else removed.now_default.label,
     )
     db.session.commit()
-    message = (
-        "Two-step sign-in is off: you are asked only for your password."
-        if turned_off
-        else f"{kind.label}: removed."
-    )
+    message = f"{kind.label}: removed." + (" Two-step sign-in is now off." if turned_off else "")
     return answer("factors", message, also=("recovery", "devices"))

@@ -68,4 +68,4 @@ def password_post() -> ResponseReturnValue:
     db.session.commit()
     flash("Your password was changed. Every other device was signed out.", "success")
     # A full page even for htmx: the new session id came with a new CSRF token.
-    return redirect_to(url_for("account.security", _anchor="password"))
+    return redirect_to(url_for("account.security"))

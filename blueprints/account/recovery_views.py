@@ -102,4 +102,4 @@ def recovery_codes_saved() -> ResponseReturnValue:
         enrolment.finish(setup)
         db.session.commit()
     flash("Your new recovery codes are ready to use.", "success")
-    return redirect_to(url_for(BACK, _anchor="recovery"))
+    return redirect_to(url_for(BACK))

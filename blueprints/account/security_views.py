@@ -45,7 +45,8 @@ def answer(
 ) -> Response:
     """After a change in ``section``: for htmx, that section with ``message`` in it (and the
     sections in ``also``, out of band: they changed too); for a plain form, back to the page
-    (303) with the message on top. A refusal (``status`` 4xx) is no redirect: the page (or
+    (303) with the message on top, where it is seen (no #section: the browser would scroll
+    past it). A refusal (``status`` 4xx) is no redirect: the page (or
     the section) comes back with the reason in the section."""
     notice = {"section": section, "text": message, "error": status >= 400}
     if wants_partial():
@@ -60,7 +61,7 @@ def answer(
     if status >= 400:
         return render(PAGE, PAGE, status, **context(notice=notice))
     flash(message, "success")
-    return redirect_to(url_for("account.security", _anchor=section))
+    return redirect_to(url_for("account.security"))
 
 
 @bp.get("")
