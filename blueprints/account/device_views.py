@@ -8,10 +8,9 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from blueprints.account import bp
-from blueprints.account.security_views import answer, me
+from blueprints.account.security_views import changed, me
 from blueprints.auth.fresh import fresh_required
-from models import db
-from services import audit, devices, notify
+from services import devices, notify
 from services.wording import plural
 
 
@@ -24,11 +23,14 @@ def forget_device(device_id: int) -> ResponseReturnValue:
     label = devices.revoke(user.id, device_id)
     if label is None:
         abort(404)
-    audit.record("device.forgotten", actor=user, subject=user, label=label, device_id=device_id)
-    db.session.commit()
-    notify.devices_forgotten(user, label=label, count=1)
-    db.session.commit()
-    return answer("devices", f"{label}: forgotten. It will be asked for a code next time.")
+    return changed(
+        "devices",
+        f"{label}: forgotten. It will be asked for a code next time.",
+        event="device.forgotten",
+        email=lambda: notify.devices_forgotten(user, label=label, count=1),
+        label=label,
+        device_id=device_id,
+    )
 
 
 @bp.post("/security/devices/forget")
@@ -38,8 +40,10 @@ def forget_devices() -> ResponseReturnValue:
     """Forget every remembered device of yours."""
     user, _ = me()
     count = devices.revoke_all(user.id)
-    audit.record("device.forgotten_all", actor=user, subject=user, count=count)
-    db.session.commit()
-    notify.devices_forgotten(user, label=None, count=count)
-    db.session.commit()
-    return answer("devices", f"{plural(count, 'remembered device')} forgotten.")
+    return changed(
+        "devices",
+        f"{plural(count, 'remembered device')} forgotten.",
+        event="device.forgotten_all",
+        email=lambda: notify.devices_forgotten(user, label=None, count=count),
+        count=count,
+    )

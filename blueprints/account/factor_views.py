@@ -9,7 +9,7 @@ from flask_login import login_required
 
 from blueprints.account import bp
 from blueprints.account.forms import RemoveFactorForm
-from blueprints.account.security_views import answer, me
+from blueprints.account.security_views import answer, changed, me
 from blueprints.auth.fresh import fresh_required
 from blueprints.htmx import redirect_to, render
 from blueprints.mfa.wizard.flow import where_to
@@ -39,11 +39,13 @@ def make_default(factor_id: int) -> ResponseReturnValue:
     except account.Refused as refusal:
         db.session.rollback()
         return answer("factors", str(refusal), status=409)
-    audit.record("mfa.default_changed", actor=user, subject=user, method=factor.kind)
-    db.session.commit()
-    notify.default_changed(user, kind.label)
-    db.session.commit()
-    return answer("factors", f"{kind.label}: asked for first when you sign in.")
+    return changed(
+        "factors",
+        f"{kind.label}: asked for first when you sign in.",
+        event="mfa.default_changed",
+        email=lambda: notify.default_changed(user, kind.label),
+        method=factor.kind,
+    )
 
 
 @bp.post("/security/factors/<int:factor_id>/replace")
@@ -89,22 +91,19 @@ def remove(factor_id: int) -> ResponseReturnValue:
     except account.Refused as refusal:
         db.session.rollback()
         return answer("factors", str(refusal), status=409)
-    turned_off = removed.now_default is None
-    audit.record(
-        "mfa.factor_removed",
-        actor=user,
-        subject=user,
+    now_default = removed.now_default
+    return changed(
+        "factors",
+        f"{kind.label}: removed." + ("" if now_default else " Two-step sign-in is now off."),
+        event="mfa.factor_removed",
+        email=lambda: notify.factor_removed(
+            user,
+            by_admin=False,
+            method=kind.label,
+            now_default=now_default.label if now_default else None,
+        ),
+        also=("recovery", "devices"),
         method=kind.name,
-        turned_off=turned_off,
+        turned_off=now_default is None,
         devices_forgotten=removed.devices_forgotten,
     )
-    db.session.commit()
-    notify.factor_removed(
-        user,
-        by_admin=False,
-        method=kind.label,
-        now_default=None if turned_off else removed.now_default.label,
-    )
-    db.session.commit()
-    message = f"{kind.label}: removed." + (" Two-step sign-in is now off." if turned_off else "")
-    return answer("factors", message, also=("recovery", "devices"))

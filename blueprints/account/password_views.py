@@ -13,11 +13,10 @@ from blueprints.account import bp
 from blueprints.account.forms import ChangePasswordForm
 from blueprints.account.security_views import me
 from blueprints.auth.fresh import fresh_required
-from blueprints.auth.reauth_views import throttled
+from blueprints.auth.reauth_views import password_refused
 from blueprints.htmx import redirect_to, render
 from models import db
-from models.types import utcnow
-from services import account, audit, notify, sessions, throttle
+from services import account, audit, notify, sessions
 from services.links import external_url
 from services.passwords import MIN_LENGTH
 
@@ -48,14 +47,15 @@ def password_post() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return _render(form, 422)
     user, row = me()
-    checked = throttle.check_own_password(user, form.current.data or "")
-    if isinstance(checked, throttle.Block):
-        return throttled(_render(form, 429, error=checked.message(utcnow())), checked)
-    if not checked:
-        audit.record("password.change_refused", actor=user, subject=user)
-        db.session.commit()
-        form.current.errors = ["That is not your current password."]
-        return _render(form, 422)
+    refused = password_refused(
+        user,
+        form.current.data or "",
+        event="password.change_refused",
+        wrong="That is not your current password.",
+        again=lambda status, message: _render(form, status, error=message),
+    )
+    if refused is not None:
+        return refused
     account.change_password(user, form.password.data or "", keep=row)
     # A new session id for the new credentials; the emptied cookie session needs the login.
     sessions.mark_fresh(row)

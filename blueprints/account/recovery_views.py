@@ -3,6 +3,8 @@ shown once, with download and print as in the wizard, until "I have saved them".
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import flash, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
@@ -53,20 +55,27 @@ def new_recovery_codes() -> ResponseReturnValue:
     return redirect_to(url_for("account.recovery_codes"))
 
 
+def _shown(show: Callable[[User, list[str]], ResponseReturnValue]) -> ResponseReturnValue:
+    """``show`` the new codes while they wait to be saved; once saved, back to the page."""
+    user, _ = me()
+    _, codes = _held(user)
+    if not codes:
+        return redirect_to(url_for(BACK, _anchor="recovery"))
+    return show(user, codes)
+
+
 @bp.get("/security/recovery-codes")
 @login_required
 @fresh_required
 def recovery_codes() -> ResponseReturnValue:
     """The new codes, once: with download, print and "I have saved them"."""
-    user, _ = me()
-    _, codes = _held(user)
-    if not codes:
-        return redirect_to(url_for(BACK, _anchor="recovery"))
-    return render_template(
-        "account/recovery_codes.html",
-        codes=codes,
-        kind=_stands_in_for(user),
-        form=ConfirmForm(),
+    return _shown(
+        lambda user, codes: render_template(
+            "account/recovery_codes.html",
+            codes=codes,
+            kind=_stands_in_for(user),
+            form=ConfirmForm(),
+        )
     )
 
 
@@ -74,22 +83,14 @@ def recovery_codes() -> ResponseReturnValue:
 @login_required
 @fresh_required
 def recovery_codes_download() -> ResponseReturnValue:
-    user, _ = me()
-    _, codes = _held(user)
-    if not codes:
-        return redirect_to(url_for(BACK, _anchor="recovery"))
-    return recovery_files.download(codes, user, _stands_in_for(user))
+    return _shown(lambda user, codes: recovery_files.download(codes, user, _stands_in_for(user)))
 
 
 @bp.get("/security/recovery-codes/print")
 @login_required
 @fresh_required
 def recovery_codes_print() -> ResponseReturnValue:
-    user, _ = me()
-    _, codes = _held(user)
-    if not codes:
-        return redirect_to(url_for(BACK, _anchor="recovery"))
-    return recovery_files.printable(codes, user, _stands_in_for(user))
+    return _shown(lambda user, codes: recovery_files.printable(codes, user, _stands_in_for(user)))
 
 
 @bp.post("/security/recovery-codes/saved")

@@ -3,6 +3,8 @@ htmx partial (with the sections it also changed, out of band), or back to the pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Response, flash, redirect, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
@@ -10,8 +12,8 @@ from flask_login import current_user, login_required
 from blueprints.account import bp
 from blueprints.htmx import redirect_to, render, wants_partial
 from blueprints.mfa.forms import ConfirmForm
-from models import User, UserSession
-from services import account, policy, sessions
+from models import User, UserSession, db
+from services import account, audit, policy, sessions
 
 PAGE = "account/security.html"
 # The sections that are partials, in page order (the password has a page of its own).
@@ -62,6 +64,26 @@ def answer(
         return render(PAGE, PAGE, status, **context(notice=notice))
     flash(message, "success")
     return redirect_to(url_for("account.security"))
+
+
+def changed(
+    section: str,
+    message: str,
+    *,
+    event: str,
+    email: Callable[[], object],
+    also: tuple[str, ...] = (),
+    **details: object,
+) -> Response:
+    """A change went through: audit it (the person on themselves) in its transaction, commit,
+    then ``email`` the person (ACC-3; after the commit, so no lock waits on a mail server)
+    and answer with ``section``."""
+    user, _ = me()
+    audit.record(event, actor=user, subject=user, **details)
+    db.session.commit()
+    email()
+    db.session.commit()  # a failed email is audited (services/notify.py)
+    return answer(section, message, also=also)
 
 
 @bp.get("")

@@ -9,10 +9,9 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from blueprints.account import bp
-from blueprints.account.security_views import answer, me
+from blueprints.account.security_views import changed, me
 from blueprints.auth.fresh import fresh_required
-from models import db
-from services import account, audit, devices, notify, sessions
+from services import account, devices, notify, sessions
 from services.wording import plural
 
 
@@ -28,13 +27,14 @@ def end_session(session_id: int) -> ResponseReturnValue:
         abort(404)
     browser = devices.label_for(other.user_agent)
     sessions.end(other, "signed_out_by_user")
-    audit.record(
-        "session.ended_by_user", actor=user, subject=user, session_id=other.id, browser=browser
+    return changed(
+        "sessions",
+        f"{browser}: signed out.",
+        event="session.ended_by_user",
+        email=lambda: notify.sessions_ended(user, browser=browser, count=1),
+        session_id=other.id,
+        browser=browser,
     )
-    db.session.commit()
-    notify.sessions_ended(user, browser=browser, count=1)
-    db.session.commit()
-    return answer("sessions", f"{browser}: signed out.")
 
 
 @bp.post("/security/sessions/end-others")
@@ -45,13 +45,17 @@ def end_other_sessions() -> ResponseReturnValue:
     too, so each needs the password and the code again. This one stays signed in."""
     user, row = me()
     ended, forgotten = account.end_other_sessions(user, keep=row)
-    audit.record(
-        "session.ended_others", actor=user, subject=user, sessions=ended, devices=forgotten
-    )
-    db.session.commit()
-    notify.sessions_ended(user, browser=None, count=ended, devices_forgotten=forgotten)
-    db.session.commit()
     message = f"Signed out {plural(ended, 'other session')}."
     if forgotten:
         message += f" {plural(forgotten, 'remembered device')} forgotten."
-    return answer("sessions", message, also=("devices",))
+    return changed(
+        "sessions",
+        message,
+        event="session.ended_others",
+        email=lambda: notify.sessions_ended(
+            user, browser=None, count=ended, devices_forgotten=forgotten
+        ),
+        also=("devices",),
+        sessions=ended,
+        devices=forgotten,
+    )

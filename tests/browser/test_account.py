@@ -17,7 +17,7 @@ from models import MfaFactor, Role, User, db
 from services import crypto, policy, recovery
 from tests.browser.conftest import shot
 from tests.browser.test_wizard import sign_in_with_password
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, app_factor
 
 pytestmark = pytest.mark.browser
 
@@ -43,14 +43,7 @@ def robin(live_server, password_hash) -> str:
         )
         db.session.add(user)
         db.session.flush()
-        db.session.add(
-            MfaFactor(
-                user_id=user.id,
-                kind="totp",
-                is_default=True,
-                secret_encrypted=crypto.encrypt(secret),
-            )
-        )
+        db.session.add(app_factor(user.id, secret))
         recovery.generate(user.id)
         db.session.commit()
     return secret

@@ -1,5 +1,6 @@
-"""What the security-page tests share: a person with an authenticator app (default), an email
-factor and recovery codes, signed in at the desk (a remembered device) and on a phone."""
+"""What the security-page tests share: ``world``, a person with an authenticator app (default),
+an email factor and recovery codes, signed in at the desk (a remembered device) and on a
+phone, under a stopped clock."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyotp
+import pytest
 import sqlalchemy as sa
 import time_machine
 
@@ -32,6 +34,10 @@ MOBILE = "+61412345678"
 PAGE = "/account/security"
 CODE_RE = re.compile(r"\b(\d{6})\b")
 KEY_RE = re.compile(r'<p class="secret-key"[^>]*><code>([A-Z2-7 ]+)</code>')
+
+
+def html(response) -> str:
+    return response.get_data(as_text=True)
 
 
 def browser(app) -> AuthActions:
@@ -133,8 +139,8 @@ class World:
     phone_session: int
 
 
-def make_world(app, make_user, enrol_totp, set_policy, mailbox) -> Iterator[World]:
-    """The ``world`` fixture of each account test module (under a stopped clock at T0)."""
+@pytest.fixture
+def world(app, make_user, enrol_totp, set_policy, mailbox, sms_inbox) -> Iterator[World]:
     set_policy(mode="optional", methods="totp,email,sms", remember_days=90)
     uid = make_user(NURSE, full_name="Nico Nurse", mobile_number=MOBILE)
     secret, codes = enrol_totp(uid, with_recovery=True)

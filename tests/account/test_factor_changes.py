@@ -17,7 +17,7 @@ from blueprints.mfa.wizard.contact_steps import CODE_VOID
 from models import MfaFactor, RecoveryCode, Role, User, db
 from services import account, factor_kinds
 from services.account import NOT_ALLOWED, ONLY_WAY_REQUIRED
-from tests.account_world import (
+from tests.account.conftest import (
     KEY_RE,
     MOBILE,
     NURSE,
@@ -26,9 +26,9 @@ from tests.account_world import (
     add_factor,
     audited,
     browser,
+    html,
     last_code,
     last_sms,
-    make_world,
     post,
     state,
     subjects,
@@ -36,15 +36,6 @@ from tests.account_world import (
 from tests.conftest import make_app
 
 NEW_MOBILE = "+61498765432"
-
-
-@pytest.fixture
-def world(app, make_user, enrol_totp, set_policy, mailbox, sms_inbox):
-    yield from make_world(app, make_user, enrol_totp, set_policy, mailbox)
-
-
-def html(response) -> str:
-    return response.get_data(as_text=True)
 
 
 def factors_of(app, user_id: int) -> list[tuple[str, bool, str | None]]:

@@ -22,7 +22,7 @@ from models import (
 )
 from services import localtime
 from services.account import ONLY_WAY_REQUIRED
-from tests.account_world import (
+from tests.account.conftest import (
     MOBILE,
     NURSE,
     PAGE,
@@ -30,7 +30,7 @@ from tests.account_world import (
     add_factor,
     audited,
     browser,
-    make_world,
+    html,
     post,
     session_ids,
     sign_in,
@@ -42,30 +42,26 @@ from tests.conftest import PASSWORD
 NEW_PASSWORD = "a much longer new passphrase"
 
 
-@pytest.fixture
-def world(app, make_user, enrol_totp, set_policy, mailbox, sms_inbox):
-    yield from make_world(app, make_user, enrol_totp, set_policy, mailbox)
-
-
-def html(response) -> str:
-    return response.get_data(as_text=True)
-
-
 # ---------------------------------------------------------------------------------------
 # What the page shows (ACC-1)
 
 
-def test_the_page_lists_factors_codes_devices_and_sessions(app, world: World):
+def spend_recovery_codes(app, count: int) -> None:
     with app.app_context():
         db.session.execute(
             sa.update(RecoveryCode)
-            .where(RecoveryCode.id.in_(sa.select(RecoveryCode.id).limit(6)))
+            .where(RecoveryCode.id.in_(sa.select(RecoveryCode.id).limit(count)))
             .values(used_at=localtime.utcnow())
         )
+        db.session.commit()
+
+
+def test_the_page_lists_factors_codes_devices_and_sessions(app, world: World):
+    spend_recovery_codes(app, 6)
+    with app.app_context():
         app_factor = db.session.get(MfaFactor, world.app_id)
         added = localtime.when(app_factor.created_at)
         used = localtime.when(app_factor.last_used_at)
-        db.session.commit()
     page = html(world.desk.client.get(PAGE))
     # Factors: the registry's labels, where codes go (masked), when added and last used.
     assert "<strong>Authenticator app</strong>" in page and "<strong>Email</strong>" in page
@@ -88,13 +84,7 @@ def test_the_page_lists_factors_codes_devices_and_sessions(app, world: World):
 
 
 def test_few_recovery_codes_are_warned_about(app, world: World):
-    with app.app_context():
-        db.session.execute(
-            sa.update(RecoveryCode)
-            .where(RecoveryCode.id.in_(sa.select(RecoveryCode.id).limit(7)))
-            .values(used_at=localtime.utcnow())
-        )
-        db.session.commit()
+    spend_recovery_codes(app, 7)
     page = html(world.desk.client.get(PAGE))
     assert '<p class="alert alert-warning">You have only 3 recovery codes left.' in page
 
@@ -179,6 +169,16 @@ class Change:
     location: Callable[[World], str]
     data: dict[str, str] = field(default_factory=dict)
     prepare: Callable[[World], None] | None = None
+
+    def set_up(self, w: World) -> tuple:
+        """Get ``w`` ready for this change; returns the state a refusal must leave."""
+        if self.prepare:
+            self.prepare(w)
+        return state(w.app, w.uid)
+
+    def assert_not_made(self, w: World, before: tuple, mailbox) -> None:
+        assert state(w.app, w.uid) == before
+        assert audited(w.app, self.event) == [] and mailbox.messages == []
 
 
 def _only_the_app(w: World) -> None:
@@ -284,10 +284,8 @@ IDS = [change.name for change in CHANGES]
 def test_each_change_needs_a_sign_in_from_the_last_ten_minutes(
     app, world: World, mailbox, change: Change
 ):
-    if change.prepare:
-        change.prepare(world)
+    before = change.set_up(world)
     world.clock.shift(timedelta(minutes=10, seconds=1))
-    before = state(app, world.uid)
     token = world.desk.csrf_token(PAGE)  # reading the page needs no fresh sign-in
     answer = world.desk.client.post(
         change.path(world),
@@ -296,27 +294,21 @@ def test_each_change_needs_a_sign_in_from_the_last_ten_minutes(
     )
     assert answer.status_code == 303
     assert answer.headers["Location"] == f"/reauthenticate?next={PAGE}"
-    assert state(app, world.uid) == before
-    assert audited(app, change.event) == [] and mailbox.messages == []
+    change.assert_not_made(world, before, mailbox)
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=IDS)
 def test_each_change_needs_its_csrf_token(app, world: World, mailbox, change: Change):
-    if change.prepare:
-        change.prepare(world)
-    before = state(app, world.uid)
+    before = change.set_up(world)
     answer = world.desk.client.post(change.path(world), data=change.data)
     assert answer.status_code == 400
     assert "This form had expired or came from somewhere else" in html(answer)
-    assert state(app, world.uid) == before
-    assert audited(app, change.event) == [] and mailbox.messages == []
+    change.assert_not_made(world, before, mailbox)
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=IDS)
 def test_each_change_is_audited_and_emailed(app, world: World, mailbox, change: Change):
-    if change.prepare:
-        change.prepare(world)
-    before = state(app, world.uid)
+    before = change.set_up(world)
     answer = post(world.desk, change.path(world), change.data)
     assert answer.status_code == 303
     assert answer.headers["Location"] == change.location(world)
