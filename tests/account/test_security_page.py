@@ -120,7 +120,7 @@ def test_the_page_says_what_the_clinic_asks_of_you(
     assert sentence in html(world.desk.client.get(PAGE))
 
 
-def test_every_signed_in_person_has_the_link_in_the_header(app, world: World, make_user):
+def test_every_signed_in_person_has_the_link_in_the_header(world: World):
     home = html(world.desk.client.get("/"))
     assert '<a href="/account/security">Security</a>' in home and ">Admin</a>" not in home
     assert world.desk.client.get("/account").headers["Location"] == PAGE
