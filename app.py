@@ -110,6 +110,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Words shown to people come from one place: the same plural rule in pages and views.
     app.add_template_filter(plural, "plural")
 
+    from blueprints.account import bp as account_bp
     from blueprints.auth import bp as auth_bp
     from blueprints.home import bp as home_bp
     from blueprints.mfa import bp as mfa_bp
@@ -118,6 +119,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(home_bp)
     app.register_blueprint(mfa_bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(account_bp)
 
     errors.register(app)
     app.after_request(_security_headers)

@@ -60,6 +60,9 @@ class MfaSetup(Base):
     # SMS: the person asked for the number being confirmed to become their profile's.
     target_to_profile: Mapped[bool] = mapped_column(default=False)
     recovery_codes_encrypted: Mapped[str | None] = mapped_column(Text)
+    # Begun by a signed-in person (their security page), not by a sign-in that owes a factor:
+    # the wizard then ends back on the security page instead of completing a sign-in.
+    adding: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import Response, current_app, request
 from sqlalchemy import delete, select, update
@@ -110,6 +111,49 @@ def recognised(user: User, days_allowed: int) -> RememberedDevice | None:
         update(RememberedDevice).where(RememberedDevice.id == device.id).values(last_used_at=now)
     )
     return device
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A remembered device as its owner sees it: until when it really works (a shortened
+    policy applies to devices remembered before), and whether it is this browser."""
+
+    device: RememberedDevice
+    until: datetime
+    this_browser: bool
+
+
+def listed_for(user_id: int, days_allowed: int) -> list[Listed]:
+    """The user's devices that still skip the code, newest first."""
+    if days_allowed <= 0:
+        return []
+    token = request.cookies.get(cookie_name()) or ""
+    here = _hash(token) if token and len(token) <= 128 else None
+    now = utcnow()
+    rows = db.session.scalars(
+        select(RememberedDevice)
+        .where(RememberedDevice.user_id == user_id, RememberedDevice.expires_at > now)
+        .order_by(RememberedDevice.created_at.desc(), RememberedDevice.id.desc())
+    )
+    listed = [
+        Listed(
+            device=row,
+            until=min(row.expires_at, row.created_at + timedelta(days=days_allowed)),
+            this_browser=here is not None and secrets.compare_digest(row.token_hash, here),
+        )
+        for row in rows
+    ]
+    return [item for item in listed if item.until > now]
+
+
+def revoke(user_id: int, device_id: int) -> str | None:
+    """Forget one of ``user_id``'s devices; its label, or None when they have no such device
+    (someone else's id changes nothing)."""
+    return db.session.execute(
+        delete(RememberedDevice)
+        .where(RememberedDevice.id == device_id, RememberedDevice.user_id == user_id)
+        .returning(RememberedDevice.label)
+    ).scalar_one_or_none()
 
 
 def revoke_all(user_id: int) -> int:

@@ -29,21 +29,30 @@ BEFORE_PROOF = (SCAN, CONFIRM, CODE)
 
 @dataclass(frozen=True)
 class Enrolled:
-    """A proved factor: ``replaced`` when it took the place of one of the same kind;
-    ``profile_number`` when the proved mobile number also became the profile's."""
+    """A proved factor: ``replaced`` when it took the place of one of the same kind (whose
+    address or number was ``old_target``); ``profile_number`` when the proved mobile number
+    also became the profile's."""
 
     kind: factor_kinds.FactorKind
     replaced: bool
     profile_number: str | None = None
+    target: str | None = None
+    old_target: str | None = None
+
+    @property
+    def target_changed(self) -> bool:
+        """Codes now go to another address or number than before (the old one is told)."""
+        return self.replaced and self.old_target is not None and self.old_target != self.target
 
 
 def current(user_id: int) -> MfaSetup | None:
     return db.session.scalar(select(MfaSetup).where(MfaSetup.user_id == user_id))
 
 
-def begin(user: User, kind_name: str) -> MfaSetup:
+def begin(user: User, kind_name: str, *, adding: bool = False) -> MfaSetup:
     """Start (or start again): a new secret replaces any setup in progress; the user's
-    enrolled factors are untouched until the new one is proved."""
+    enrolled factors are untouched until the new one is proved. ``adding``: a signed-in
+    person adds or replaces a factor (the wizard ends on their security page)."""
     kind = factor_kinds.get(kind_name)
     setup = current(user.id)
     if setup is None:
@@ -55,8 +64,19 @@ def begin(user: User, kind_name: str) -> MfaSetup:
     setup.target = None
     setup.target_to_profile = False
     setup.recovery_codes_encrypted = None
+    setup.adding = adding
     kind.start_setup(setup)
     return setup
+
+
+def hold_new_recovery_codes(user: User) -> list[str]:
+    """A fresh set of recovery codes replaces the old ones at once (FAC-5); their only
+    plaintext copy waits, encrypted, in a setup row until the person has saved them, as the
+    wizard's recovery step keeps the first set. Replaces any setup in progress."""
+    codes = recovery.generate(user.id)
+    setup = begin(user, factor_kinds.RECOVERY.name, adding=True)
+    setup.recovery_codes_encrypted = crypto.encrypt("\n".join(codes))
+    return codes
 
 
 def code_sent(setup: MfaSetup, target: str, *, to_profile: bool = False) -> None:
@@ -134,6 +154,7 @@ def _enrol(
     existing = db.session.scalar(
         select(MfaFactor).where(MfaFactor.user_id == user.id, MfaFactor.kind == kind.name)
     )
+    old_target = existing.target if existing is not None else None
     if existing is not None:
         # Proved now, so the old one stops working now (seed 002, done better).
         existing.secret_encrypted = setup.secret_encrypted
@@ -160,7 +181,13 @@ def _enrol(
         user.mobile_number = profile_number = setup.target
     db.session.flush()
     db.session.refresh(setup)
-    return Enrolled(kind=kind, replaced=existing is not None, profile_number=profile_number)
+    return Enrolled(
+        kind=kind,
+        replaced=existing is not None,
+        profile_number=profile_number,
+        target=setup.target,
+        old_target=old_target,
+    )
 
 
 def recovery_codes(setup: MfaSetup) -> list[str]:

@@ -24,6 +24,21 @@ def for_user(user_id: int) -> list[MfaFactor]:
     )
 
 
+def own(user_id: int, factor_id: int) -> MfaFactor | None:
+    """The factor ``factor_id`` only if it is ``user_id``'s: an id from a URL names nothing
+    of anyone else's."""
+    return db.session.scalar(
+        select(MfaFactor).where(MfaFactor.id == factor_id, MfaFactor.user_id == user_id)
+    )
+
+
+def of_kind(user_id: int, kind: str) -> MfaFactor | None:
+    """The user's factor of ``kind`` (one per kind), the one a setup of that kind replaces."""
+    return db.session.scalar(
+        select(MfaFactor).where(MfaFactor.user_id == user_id, MfaFactor.kind == kind)
+    )
+
+
 def reset_all(user_id: int) -> None:
     """Remove every factor, setup in progress, recovery code, remembered device and trusted
     address."""

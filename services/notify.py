@@ -38,10 +38,13 @@ def where_and_when(
     }
 
 
-def _send(user: User, subject: str, template: str, **context: Any) -> bool:
+def _send(
+    user: User, subject: str, template: str, *, to: str | None = None, **context: Any
+) -> bool:
+    """Email ``user`` (at ``to`` instead of their account's address when given)."""
     try:
         send(
-            user.email,
+            to or user.email,
             subject,
             template,
             user=user,
@@ -95,12 +98,85 @@ def mobile_changed(user: User, number: str) -> bool:
     )
 
 
-def factor_removed(user: User, *, by_admin: bool) -> bool:
+def factor_removed(
+    user: User, *, by_admin: bool, method: str | None = None, now_default: str | None = None
+) -> bool:
+    """Everything removed by an administrator (``by_admin``), or one ``method`` removed by the
+    person; ``now_default`` is the label of the way they are asked for next, None when two-step
+    sign-in is now off for them."""
+    if by_admin or now_default is None:
+        subject = "Two-step sign-in was removed from your account"
+    else:
+        subject = f"{method} was removed from your two-step sign-in"
     return _send(
         user,
-        "Two-step sign-in was removed from your account",
+        subject,
         "factor_removed",
         by_admin=by_admin,
+        method=method,
+        now_default=now_default,
+    )
+
+
+def default_changed(user: User, method: str) -> bool:
+    return _send(user, "Your sign-in code now comes another way", "default_changed", method=method)
+
+
+def code_target_changed(
+    user: User, *, target_noun: str, old_shown: str, new_shown: str, old_mailbox: str | None
+) -> bool:
+    """Codes now go to another address or number. The account's address is told, and an old
+    address that is not the account's too: whoever used it should know it no longer gets them."""
+    sent = True
+    for to in dict.fromkeys([user.email, old_mailbox or user.email]):
+        sent = (
+            _send(
+                user,
+                f"Your sign-in codes now go to a new {target_noun}",
+                "code_target_changed",
+                to=to,
+                target_noun=target_noun,
+                old_shown=old_shown,
+                new_shown=new_shown,
+            )
+            and sent
+        )
+    return sent
+
+
+def recovery_codes_replaced(user: User, count: int) -> bool:
+    return _send(
+        user,
+        "You have new recovery codes",
+        "recovery_codes_replaced",
+        count=count,
+    )
+
+
+def devices_forgotten(user: User, *, label: str | None, count: int) -> bool:
+    """One remembered device (``label``) or all of them (``count``) will be asked again."""
+    return _send(
+        user,
+        "A remembered device was forgotten" if label else "Your remembered devices were forgotten",
+        "devices_forgotten",
+        label=label,
+        count=count,
+    )
+
+
+def sessions_ended(
+    user: User, *, browser: str | None, count: int, devices_forgotten: int = 0
+) -> bool:
+    """One other session (``browser``) or every other one (``count``) was signed out."""
+    return _send(
+        user,
+        "A device was signed out of your account"
+        if browser
+        else "Your other devices were signed out",
+        "sessions_ended",
+        ended_browser=browser,
+        count=count,
+        devices_forgotten=devices_forgotten,
     )
 
 
@@ -114,13 +190,17 @@ def device_remembered(user: User, device: RememberedDevice) -> bool:
     )
 
 
-def password_changed(user: User, *, sign_in_url: str, by_admin: bool) -> bool:
+def password_changed(
+    user: User, *, sign_in_url: str, by_admin: bool, from_account: bool = False
+) -> bool:
+    """``from_account``: the person changed it on their security page, which stays signed in."""
     return _send(
         user,
         "Your password was changed",
         "password_changed",
         sign_in_url=sign_in_url,
         by_admin=by_admin,
+        from_account=from_account,
     )
 
 

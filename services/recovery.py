@@ -46,6 +46,11 @@ def store(user_id: int, codes: list[str]) -> None:
     db.session.add_all(RecoveryCode(user_id=user_id, code_hash=_hash(user_id, c)) for c in codes)
 
 
+def discard_all(user_id: int) -> None:
+    """No factor is left: codes that stand in for one would only confuse a later setup."""
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+
+
 def generate(user_id: int) -> list[str]:
     """Replace the user's codes with a fresh set; returns the plaintext to show once."""
     codes = new_codes()

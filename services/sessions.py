@@ -288,6 +288,39 @@ def end_all_for(user_id: int, *, reason: str, keep: UserSession | None = None) -
     return db.session.execute(stmt).rowcount or 0
 
 
+def signed_in_for(user_id: int) -> list[UserSession]:
+    """The user's signed-in sessions still within their idle and absolute limits, the most
+    recently active first: the ones a cookie somewhere can still use."""
+    cfg = current_app.config
+    now = utcnow()
+    return list(
+        db.session.scalars(
+            select(UserSession)
+            .where(
+                UserSession.user_id == user_id,
+                UserSession.state == ACTIVE,
+                UserSession.last_seen_at >= now - cfg["MFA_SESSION_IDLE_TIMEOUT"],
+                UserSession.created_at >= now - cfg["MFA_SESSION_ABSOLUTE_TIMEOUT"],
+            )
+            .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc())
+        )
+    )
+
+
+def other_of(user_id: int, session_id: int, *, keep: UserSession) -> UserSession | None:
+    """The live session ``session_id`` if it is one of ``user_id``'s other than ``keep``:
+    an id from a URL names nothing of anyone else's (and "this one" is signed out by the
+    sign-out button, which also clears the cookie)."""
+    return db.session.scalar(
+        select(UserSession).where(
+            UserSession.id == session_id,
+            UserSession.user_id == user_id,
+            UserSession.id != keep.id,
+            UserSession.state != ENDED,
+        )
+    )
+
+
 def load_user(user_id: str) -> User | None:
     """Flask-Login's user loader: the user only if the cookie's session is theirs and active."""
     row = current()

@@ -15,9 +15,11 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import case, delete, select, update
 
-from models import SignInThrottle, db
+from models import SignInThrottle, User, db
 from models.types import utcnow
 from services import upsert
+from services.client import client_ip
+from services.passwords import verify_password
 from services.wording import plural
 
 # Until an admin acts there is no time to give; an hour is an honest hint for Retry-After.
@@ -164,3 +166,18 @@ def reset(*keys: str, status: Status | None = None) -> None:
         keys = tuple(k for k in keys if k in status.counted)
     if keys:
         db.session.execute(delete(SignInThrottle).where(SignInThrottle.key.in_(keys)))
+
+
+def check_own_password(user: User, password: str) -> Block | bool:
+    """A signed-in person's password typed again (re-authentication, a password change),
+    throttled like sign-in (AUTH-1): the Block while tries are refused, else whether it is
+    right. A wrong one counts against the address and the IP; the caller commits."""
+    keys = (email_key(user.email), ip_key(client_ip()))
+    status = check(*keys)
+    if status.block is not None:
+        return status.block
+    if not verify_password(user.password_hash, password):
+        record_failure(*keys)
+        return False
+    reset(keys[0], status=status)
+    return True

@@ -361,25 +361,28 @@ def set_policy(app: Flask):
     return set_
 
 
+def app_factor(user_id: int, secret: str):
+    """An authenticator app already set up with ``secret``, the default; add it to the
+    session inside an app context (it is encrypted with that app's key)."""
+    from models import MfaFactor
+    from services import crypto
+
+    return MfaFactor(
+        user_id=user_id, kind="totp", is_default=True, secret_encrypted=crypto.encrypt(secret)
+    )
+
+
 @pytest.fixture
 def enrol_totp(app: Flask):
     """enrol_totp(user_id) -> base32 secret: an authenticator app already set up."""
     import pyotp
 
-    from models import MfaFactor
-    from services import crypto, recovery
+    from services import recovery
 
     def enrol(user_id: int, *, with_recovery: bool = False) -> tuple[str, list[str]]:
         secret = pyotp.random_base32(32)
         with app.app_context():
-            db.session.add(
-                MfaFactor(
-                    user_id=user_id,
-                    kind="totp",
-                    is_default=True,
-                    secret_encrypted=crypto.encrypt(secret),
-                )
-            )
+            db.session.add(app_factor(user_id, secret))
             codes = recovery.generate(user_id) if with_recovery else []
             db.session.commit()
         return secret, codes

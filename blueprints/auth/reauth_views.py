@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
-from flask import request, url_for
+from collections.abc import Callable
+
+from flask import Response, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user
 
 from blueprints.auth import bp
 from blueprints.auth.forms import ReauthenticateForm
 from blueprints.htmx import redirect_to, render
-from models import db
+from models import User, db
 from models.types import utcnow
 from services import audit, sessions, throttle
-from services.client import client_ip
-from services.passwords import verify_password
 from services.redirects import safe_next
 
 
-def _render(form: ReauthenticateForm, status: int = 200, **context: object) -> ResponseReturnValue:
+def password_refused(
+    user: User, typed: str, *, event: str, wrong: str, again: Callable[[int, str], Response]
+) -> Response | None:
+    """The password typed again by a signed-in person (here, and to change it), throttled
+    like sign-in (AUTH-1): None when it is right; else the form ``again`` (status, message):
+    429 with Retry-After while throttled, or 422 saying ``wrong``, audited as ``event``."""
+    checked = throttle.check_own_password(user, typed)
+    if isinstance(checked, throttle.Block):
+        now = utcnow()
+        response = again(429, checked.message(now))
+        response.headers["Retry-After"] = str(checked.retry_after(now))
+        return response
+    if checked:
+        return None
+    audit.record(event, actor=user, subject=user)
+    db.session.commit()
+    return again(422, wrong)
+
+
+def _render(form: ReauthenticateForm, status: int = 200, **context: object) -> Response:
     return render(
         "auth/reauthenticate.html",
         "auth/_reauthenticate_form.html",
@@ -44,19 +63,15 @@ def reauthenticate_post() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return _render(form, 422)
     user = current_user._get_current_object()
-    keys = (throttle.email_key(user.email), throttle.ip_key(client_ip()))
-    status = throttle.check(*keys)
-    if status.block is not None:
-        now = utcnow()
-        response = _render(form, 429, error=status.block.message(now))
-        response.headers["Retry-After"] = str(status.block.retry_after(now))
-        return response
-    if not verify_password(user.password_hash, form.password.data or ""):
-        throttle.record_failure(*keys)
-        audit.record("reauth.failed", actor=user, subject=user)
-        db.session.commit()
-        return _render(form, 422, error="That password is not right. Try again.")
-    throttle.reset(keys[0], status=status)
+    refused = password_refused(
+        user,
+        form.password.data or "",
+        event="reauth.failed",
+        wrong="That password is not right. Try again.",
+        again=lambda status, message: _render(form, status, error=message),
+    )
+    if refused is not None:
+        return refused
     row = sessions.current()
     assert row is not None  # login_required: a signed-in session
     sessions.mark_fresh(row)

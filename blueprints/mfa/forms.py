@@ -1,7 +1,9 @@
 """One form per MFA step."""
 
+from __future__ import annotations
+
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, RadioField, SelectChoice, StringField, TelField
+from wtforms import BooleanField, EmailField, Field, RadioField, SelectChoice, StringField, TelField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 # UX-1: the phone's number pad, the OS's one-time-code autofill, pasted spaces accepted.
@@ -62,17 +64,37 @@ class ConfirmForm(FlaskForm):
     """A button and its CSRF token: continue, skip, start again."""
 
 
-class ConfirmEmailForm(FlaskForm):
-    """Seed 000: the user types their address again, so a typo on the profile shows up now."""
+class TargetForm(FlaskForm):
+    """Confirming where codes will go: ``typed`` is the field the person types it in."""
+
+    change_label: str  # the field's label when it replaces where codes go now
+
+    @property
+    def typed(self) -> Field:
+        raise NotImplementedError
+
+    def for_change(self) -> TargetForm:
+        self.typed.label.text = self.change_label
+        return self
+
+
+class ConfirmEmailForm(TargetForm):
+    """Seed 000: the user types their address again, so a typo on the profile shows up now.
+    When changing where codes go, the new address instead."""
 
     email = EmailField(
         "Your email address",
         validators=[DataRequired("Enter your email address."), Length(max=254)],
         render_kw={"autocomplete": "email", "autocapitalize": "none", "spellcheck": "false"},
     )
+    change_label = "New email address for your codes"
+
+    @property
+    def typed(self) -> Field:
+        return self.email
 
 
-class MobileNumberForm(FlaskForm):
+class MobileNumberForm(TargetForm):
     number = TelField(
         "A different mobile number",
         validators=[Optional(), Length(max=32)],
@@ -80,3 +102,8 @@ class MobileNumberForm(FlaskForm):
     )
     # The profile's number changes only when asked, and only once the code proves it.
     to_profile = BooleanField("Also make this the mobile number on my profile")
+    change_label = "New mobile number"
+
+    @property
+    def typed(self) -> Field:
+        return self.number

@@ -73,6 +73,11 @@ class AuthenticatorApp(FactorKind):
         "That code did not work. Check the app shows your clinic, then enter the newest code."
     )
     first_stage = "scan"
+    replace_label = "Move to a new phone"
+    replace_hint = (
+        "Moving to a new phone? Scan this with the app on the new phone. Your old phone keeps "
+        "working until you enter a code from the new one; from then on only the new one works."
+    )
 
     def challenge_prompt(self, user: User, factor: MfaFactor | None) -> Markup:
         return Markup(

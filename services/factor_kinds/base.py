@@ -10,9 +10,11 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from markupsafe import Markup
+from sqlalchemy import update
 
-from models import MfaFactor, MfaSetup, User, UserSession
+from models import MfaFactor, MfaSetup, User, UserSession, db
 from models.codes import PURPOSE_SETUP, PURPOSE_SIGN_IN
+from models.types import utcnow
 from services import codes, totp
 
 
@@ -31,6 +33,10 @@ class FactorKind(ABC):
     wrong_code: ClassVar[str]  # a wrong code at sign-in
     wrong_setup_code: ClassVar[str]  # a wrong code while setting up
     first_stage: ClassVar[str]  # where a setup of this kind starts (services/enrolment.py)
+    replace_label: ClassVar[str]  # the security page's button: "Move to a new phone"
+    # On the first setup step when one of this kind is being replaced; {current} is where
+    # codes go now, masked.
+    replace_hint: ClassVar[str]
 
     @abstractmethod
     def challenge_prompt(self, user: User, factor: MfaFactor | None) -> Markup:
@@ -62,28 +68,40 @@ class CodeSendingKind(FactorKind):
 
     sends_codes = True
     noun: ClassVar[str]  # "email", "text message"
+    target_noun: ClassVar[str]  # "email address", "mobile number"
     arrival_hint: ClassVar[str]  # after "It can take a minute to arrive"
     back_label: ClassVar[str]  # from the code step back to the address or number
     confirm_template: ClassVar[str]  # the wizard's partial that confirms the target
     confirm_button: ClassVar[str]  # "Email me a code"
 
     @abstractmethod
-    def target_for(self, user: User, typed: str) -> str:
-        """The address or number to confirm from what the person typed; raises
+    def target_for(self, user: User, typed: str, *, current: str | None = None) -> str:
+        """The address or number to confirm from what the person typed; ``current`` is where
+        codes go now when this setup replaces a factor of the kind. Raises
         ``services.users.UserInputError`` with a message they can act on."""
+
+    def mailbox(self, target: str) -> str | None:
+        """The email address ``target`` is, if it is one: a changed address is told there."""
+        return None
 
     @abstractmethod
     def deliver(self, user: User, target: str, *, purpose: str, code: str, minutes: int) -> None:
         """Send ``code``; raises ``services.mail.DeliveryError`` when it cannot go."""
 
     def check_sign_in(self, row: UserSession, factor: MfaFactor | None, code: str | None) -> bool:
-        return factor is not None and codes.verify(
+        if factor is None or not codes.verify(
             row.user_id,
             purpose=PURPOSE_SIGN_IN,
             target=factor.target or "",
             session_id=row.id,
             code=totp.normalise_code(code),
+        ):
+            return False
+        # "Last used" on the security page; the app's factor records it in its own UPDATE.
+        db.session.execute(
+            update(MfaFactor).where(MfaFactor.id == factor.id).values(last_used_at=utcnow())
         )
+        return True
 
     def check_setup(self, setup: MfaSetup, user: User, code: str | None) -> int | None:
         if setup.target is None:

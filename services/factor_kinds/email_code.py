@@ -11,7 +11,7 @@ from models.factors import EMAIL
 from services import notify, policy
 from services.factor_kinds.base import CodeSendingKind
 from services.mail import send
-from services.users import UserInputError
+from services.users import UserInputError, normalise_email
 
 
 def mask_email(address: str) -> str:
@@ -34,7 +34,12 @@ class EmailCode(CodeSendingKind):
     wrong_code = "That code did not work. Check the newest email and try again."
     wrong_setup_code = "That code did not work. Check the newest email, or send a new code."
     first_stage = "confirm"
+    replace_label = "Change the email address"
+    replace_hint = (
+        "Codes keep going to {current} until you enter the code we send to the new address."
+    )
     noun = "email"
+    target_noun = "email address"
     arrival_hint = "; check your junk folder too"
     back_label = "Back: check the address"
     confirm_template = "mfa/_step_confirm_email.html"
@@ -48,13 +53,19 @@ class EmailCode(CodeSendingKind):
     def shown_as(self, target: str | None) -> str | None:
         return mask_email(target) if target else None
 
-    def target_for(self, user: User, typed: str) -> str:
+    def target_for(self, user: User, typed: str, *, current: str | None = None) -> str:
+        if current is not None:
+            # Changing where codes go: any address, proved by the code sent to it.
+            return normalise_email(typed)
         # Seed 000: the address is typed again, so a typo on the profile shows up now.
         if typed.strip().lower() != user.email:
             raise UserInputError(
                 "That is not the email address on your account. Check it and try again."
             )
         return user.email
+
+    def mailbox(self, target: str) -> str | None:
+        return target
 
     def deliver(self, user: User, target: str, *, purpose: str, code: str, minutes: int) -> None:
         clinic = current_app.config["MFA_CLINIC_NAME"]

@@ -24,6 +24,8 @@ class RecoveryCode(FactorKind):
     wrong_code = "That recovery code did not work. Check it and try again."
     wrong_setup_code = wrong_code
     first_stage = "recovery"
+    replace_label = "Make new recovery codes"
+    replace_hint = "The new codes replace the old ones, which stop working at once."
 
     def challenge_prompt(self, user: User, factor: MfaFactor | None) -> Markup:
         return Markup(

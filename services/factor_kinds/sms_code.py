@@ -26,7 +26,12 @@ class SmsCode(CodeSendingKind):
     wrong_code = "That code did not work. Check the newest text message and try again."
     wrong_setup_code = "That code did not work. Check the newest text message, or send a new code."
     first_stage = "confirm"
+    replace_label = "Change the mobile number"
+    replace_hint = (
+        "Codes keep going to {current} until you enter the code we text to the new number."
+    )
     noun = "text message"
+    target_noun = "mobile number"
     arrival_hint = ""
     back_label = "Back: change the number"
     confirm_template = "mfa/_step_confirm_sms.html"
@@ -40,7 +45,7 @@ class SmsCode(CodeSendingKind):
     def shown_as(self, target: str | None) -> str | None:
         return mask_number(target) if target else None
 
-    def target_for(self, user: User, typed: str) -> str:
+    def target_for(self, user: User, typed: str, *, current: str | None = None) -> str:
         target = normalise_mobile(typed) if typed.strip() else (user.mobile_number or "")
         if not target:
             raise UserInputError("Enter your mobile number.")

@@ -7,19 +7,29 @@ from flask.typing import ResponseReturnValue
 
 from blueprints.htmx import go_to
 from blueprints.mfa import bp
-from blueprints.mfa.forms import CodeForm, ConfirmEmailForm, ConfirmForm, MobileNumberForm
-from blueprints.mfa.wizard.flow import TARGET, Visitor, at_stage, page
+from blueprints.mfa.forms import (
+    CodeForm,
+    ConfirmEmailForm,
+    ConfirmForm,
+    MobileNumberForm,
+    TargetForm,
+)
+from blueprints.mfa.wizard.flow import TARGET, Visitor, at_stage, page, replacing
 from blueprints.mfa.wizard.shared_steps import proved
 from models import MfaSetup, db
 from models.codes import PURPOSE_SETUP
 from models.factors import EMAIL, SMS
-from services import audit, codes, enrolment, factor_kinds
+from services import audit, codes, enrolment, factor_kinds, factors
 from services.sms import mask_number
 from services.users import UserInputError
 
 KINDS = "<any(" + ", ".join(k.name for k in factor_kinds.sending_codes()) + "):kind>"
 # The form that confirms each kind's target: what the person types differs, not the rule.
 CONFIRM_FORMS = {EMAIL: ConfirmEmailForm, SMS: MobileNumberForm}
+CODE_VOID = (
+    "That code no longer works (too many wrong tries, or it expired), so nothing was "
+    "changed. Send a new code to try again."
+)
 
 
 def _kind(setup: MfaSetup) -> factor_kinds.CodeSendingKind:
@@ -28,9 +38,14 @@ def _kind(setup: MfaSetup) -> factor_kinds.CodeSendingKind:
     return kind
 
 
+def _form(who: Visitor, setup: MfaSetup) -> TargetForm:
+    form = CONFIRM_FORMS[setup.kind]()
+    return form if replacing(who, setup) is None else form.for_change()
+
+
 def _confirm_page(who: Visitor, setup: MfaSetup, status: int = 200, **ctx) -> Response:
     user = who.user
-    ctx.setdefault("form", CONFIRM_FORMS[setup.kind]())
+    ctx.setdefault("form", _form(who, setup))
     return page(
         who,
         setup,
@@ -73,12 +88,15 @@ def setup_contact_post(who: Visitor, setup: MfaSetup, kind: str) -> ResponseRetu
     """Check the address or number, then send a code to it. Cases: not the profile's address,
     or not a mobile number (422); send limits (429 with Retry-After); mail or SMS gateway down
     (503, nothing saved, other ways offered); sent (on to the code step)."""
-    form = CONFIRM_FORMS[kind]()
+    form = _form(who, setup)
     if not form.validate_on_submit():
         return _confirm_page(who, setup, 422, form=form)
-    typed_field = form.email if kind == EMAIL else form.number
+    typed_field = form.typed
+    current = factors.of_kind(who.user.id, setup.kind)
     try:
-        target = _kind(setup).target_for(who.user, typed_field.data or "")
+        target = _kind(setup).target_for(
+            who.user, typed_field.data or "", current=current.target if current else None
+        )
     except UserInputError as exc:
         typed_field.errors = [str(exc)]
         return _confirm_page(who, setup, 422, form=form)
@@ -129,7 +147,9 @@ def setup_contact_code_post(who: Visitor, setup: MfaSetup, kind: str) -> Respons
     if enrolled is None:
         audit.record("mfa.setup_code_failed", actor=who.user, subject=who.user, method=kind)
         db.session.commit()
-        form.code.errors = [_kind(setup).wrong_setup_code]
+        # Its fifth wrong try (or its expiry) has voided the code, and with it this change.
+        dead = not codes.has_active_code(who.user.id, PURPOSE_SETUP, None)
+        form.code.errors = [CODE_VOID if dead else _kind(setup).wrong_setup_code]
         return _code_page(who, setup, 422, form=form)
     return proved(who, setup, enrolled)
 

@@ -20,7 +20,7 @@ from blueprints.auth.fresh import stale
 from blueprints.htmx import redirect_to, render
 from models import ClinicPolicy, MfaSetup, User, UserSession
 from models.sessions import ACTIVE, STEP_SETUP
-from services import enrolment, factor_kinds, policy, recovery, requirement, sessions
+from services import enrolment, factor_kinds, factors, policy, recovery, requirement, sessions
 from services.policy import remember_days_for
 
 PAGE = "mfa/setup.html"
@@ -184,8 +184,21 @@ def page(
         setup=setup,
         kind=_kind_of(setup),
         support=who.policy.support_contact,
+        replacing=replacing(who, setup),
         **ctx,
     )
+
+
+def replacing(who: Visitor, setup: MfaSetup | None) -> str | None:
+    """While a setup that will replace a factor of its kind is not yet proved: where that
+    factor's codes go now, masked ("" for the app), for the step that says the old one keeps
+    working until then. None when nothing is being replaced."""
+    if setup is None or setup.stage not in enrolment.BEFORE_PROOF:
+        return None
+    current = factors.of_kind(who.user.id, setup.kind)
+    if current is None:
+        return None
+    return factor_kinds.get(setup.kind).shown_as(current.target) or ""
 
 
 def to_sign_in() -> Response:

@@ -3,14 +3,14 @@ and what happens once a factor is proved (``proved``)."""
 
 from __future__ import annotations
 
-from flask import abort, make_response, render_template, url_for
+from flask import abort, flash, url_for
 from flask.typing import ResponseReturnValue
 from wtforms import SelectChoice
 
 from blueprints.auth.completion import complete_sign_in
 from blueprints.auth.fresh import fresh_required
 from blueprints.htmx import go_to, redirect_to
-from blueprints.mfa import bp
+from blueprints.mfa import bp, recovery_files
 from blueprints.mfa.forms import ChooseMethodForm, ConfirmForm, RememberForm
 from blueprints.mfa.wizard.flow import (
     TARGET,
@@ -27,6 +27,7 @@ from services import (
     devices,
     enrolment,
     factor_kinds,
+    factors,
     locations,
     notify,
     recovery,
@@ -51,7 +52,16 @@ def _choose_page(who: Visitor, form: ChooseMethodForm, status: int = 200) -> Res
         partial="mfa/_step_choose.html",
         form=form,
         kinds={kind.name: kind for kind in factor_kinds.enrollable()},
+        had={factor.kind for factor in factors.for_user(who.user.id)},
     )
+
+
+def _first_choice(who: Visitor) -> str:
+    """The method selected to begin with: the strongest allowed one the person has none of
+    yet (adding a second way), else the strongest allowed one."""
+    allowed = methods_for(who.user, who.policy)
+    had = {factor.kind for factor in factors.for_user(who.user.id)}
+    return next((name for name in allowed if name not in had), allowed[0] if allowed else "")
 
 
 @bp.get("/setup")
@@ -63,7 +73,7 @@ def setup() -> ResponseReturnValue:
         return to_sign_in()
     form = ChooseMethodForm()
     form.method.choices = _choices(who)
-    form.method.data = form.method.data or factor_kinds.enrollable()[0].name
+    form.method.data = form.method.data or _first_choice(who)
     return _choose_page(who, form)
 
 
@@ -78,7 +88,7 @@ def setup_post() -> ResponseReturnValue:
     form.method.choices = _choices(who)
     if not form.validate_on_submit():
         return _choose_page(who, form, 422)
-    started = enrolment.begin(who.user, form.method.data)
+    started = enrolment.begin(who.user, form.method.data, adding=not who.pending)
     audit.record("mfa.setup_started", actor=who.user, subject=who.user, method=started.kind)
     db.session.commit()
     return go_to(where_to(started), target=TARGET)
@@ -119,6 +129,8 @@ def proved(who: Visitor, setup: MfaSetup, enrolled: enrolment.Enrolled) -> Respo
         subject=user,
         method=enrolled.kind.name,
     )
+    if enrolled.target_changed:
+        audit.record("mfa.code_target_changed", actor=user, subject=user, method=enrolled.kind.name)
     if enrolled.profile_number:
         audit.record("user.mobile_changed", actor=user, subject=user, via="sms_setup")
     sessions.end_all_for(user.id, reason="factor_changed", keep=who.row)
@@ -134,7 +146,20 @@ def proved(who: Visitor, setup: MfaSetup, enrolled: enrolment.Enrolled) -> Respo
     else:
         db.session.commit()
         response = go_to(where_to(setup), target=TARGET)
-    notify.factor_added(user, enrolled.kind.label, replaced=enrolled.replaced)
+    kind = enrolled.kind
+    if enrolled.target_changed and isinstance(kind, factor_kinds.CodeSendingKind):
+        # The old address or number is told (an old address by email to it): whoever used
+        # it should know codes no longer go there.
+        assert enrolled.old_target is not None and enrolled.target is not None
+        notify.code_target_changed(
+            user,
+            target_noun=kind.target_noun,
+            old_shown=kind.shown_as(enrolled.old_target) or "",
+            new_shown=kind.shown_as(enrolled.target) or "",
+            old_mailbox=kind.mailbox(enrolled.old_target),
+        )
+    else:
+        notify.factor_added(user, kind.label, replaced=enrolled.replaced)
     if enrolled.profile_number:
         notify.mobile_changed(user, enrolled.profile_number)
     db.session.commit()
@@ -166,28 +191,14 @@ def setup_recovery(who: Visitor, setup: MfaSetup) -> ResponseReturnValue:
 @at_stage("mfa.setup_recovery")
 def setup_recovery_download(who: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """The recovery codes as a text file to save."""
-    body = render_template(
-        "mfa/recovery_codes.txt",
-        codes=_codes_of(setup),
-        user=who.user,
-        kind=factor_kinds.get(setup.kind),
-    )
-    response = make_response(body)
-    response.mimetype = "text/plain"
-    response.headers["Content-Disposition"] = 'attachment; filename="recovery-codes.txt"'
-    return response
+    return recovery_files.download(_codes_of(setup), who.user, factor_kinds.get(setup.kind))
 
 
 @bp.get("/setup/recovery-codes/print")
 @at_stage("mfa.setup_recovery")
 def setup_recovery_print(who: Visitor, setup: MfaSetup) -> ResponseReturnValue:
     """A page with just the codes, laid out for paper."""
-    return render_template(
-        "mfa/recovery_print.html",
-        codes=_codes_of(setup),
-        user=who.user,
-        kind=factor_kinds.get(setup.kind),
-    )
+    return recovery_files.printable(_codes_of(setup), who.user, factor_kinds.get(setup.kind))
 
 
 @bp.post("/setup/recovery-codes")
@@ -250,7 +261,11 @@ def setup_done(who: Visitor, setup: MfaSetup) -> ResponseReturnValue:
 @bp.post("/setup/done")
 @at_stage("mfa.setup_done")
 def setup_done_post(who: Visitor, setup: MfaSetup) -> ResponseReturnValue:
-    """Forget the setup (and the only copy of the codes) and go on."""
+    """Forget the setup (and the only copy of the codes) and go on: back to the security
+    page when the person came from there (adding), else where the sign-in was going."""
     enrolment.finish(setup)
     db.session.commit()
+    if setup.adding:
+        flash(factor_kinds.get(setup.kind).set_up_message, "success")
+        return redirect_to(url_for("account.security"))
     return redirect_to(who.row.pending_next or url_for("home.index"))

@@ -1,0 +1,1 @@
+"""The security page (/account/security): its page, its changes, its rules."""
