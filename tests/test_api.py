@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,6 +31,7 @@ NURSE = "nurse@clinic.example"
 REPORT = "monthly-report@api.invalid"
 BIGGEST = "after must be a whole number from 0 to 4611686018427387904."
 REALM = 'Bearer realm="clinic-mfa"'
+REDIS_URL = os.environ.get("MFA_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 def new_token(app: Flask, name: str = "Monthly report", *, days: int = 90, **user: str) -> str:
@@ -396,7 +398,7 @@ def test_the_limit_holds_across_two_workers(database_url, storage, client):
 
     settings = {"MFA_API_RATE_LIMIT": "5/minute", "MFA_RATELIMIT_KEY_PREFIX": uuid.uuid4().hex}
     if storage == "redis":
-        settings["MFA_RATELIMIT_STORAGE_URI"] = "redis://127.0.0.1:6379"
+        settings["MFA_RATELIMIT_STORAGE_URI"] = REDIS_URL
         _redis_or_missing(settings["MFA_RATELIMIT_STORAGE_URI"])
     one, two = make_app(database_url, **settings), make_app(database_url, **settings)
     secret = new_token(one)

@@ -66,6 +66,20 @@ def test_an_api_user_cannot_sign_in_and_it_looks_like_a_wrong_password(app, auth
     assert [e.subject_id for e in events(app, "sign_in.password_failed")] != [api_id]
 
 
+def test_an_api_user_is_refused_even_with_a_real_password_hash(app, auth, password_hash):
+    """The kind decides, not the hash: were a usable hash ever written to an API user (a
+    restored backup, a bug), the right password still opens nothing."""
+    api_id = an_api_user(app)
+    with app.app_context():
+        db.session.get(User, api_id).password_hash = password_hash
+        db.session.commit()
+    refused = auth.login(REPORT, password=PASSWORD)
+    assert refused.status_code == 422
+    assert GENERIC_ERROR in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(UserSession.id))) == 0
+
+
 def test_the_api_user_path_costs_one_dummy_hash_like_an_unknown_address(
     app, auth, make_user, monkeypatch
 ):
