@@ -303,26 +303,40 @@ def test_a_session_cookie_is_never_written_for_the_api(app, client, make_user):
 
 
 def test_last_use_is_written_at_most_once_a_minute(app, client):
-    with time_machine.travel(T0, tick=False) as clock:
-        secret = new_token(app)
-        client.get("/api/v1/users", headers=bearer(secret))
+    """Within the minute a request costs no write at all (not even a conditional UPDATE that
+    matches nothing); after it, one."""
+    writes: list[str] = []
 
-        def last_use() -> tuple[datetime | None, str]:
-            with app.app_context():
-                token = db.session.scalar(sa.select(ApiToken))
-                return token.last_used_at, token.last_used_ip
+    def count(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().upper().startswith("UPDATE API_TOKENS"):
+            writes.append(statement)
 
-        assert last_use() == (T0, "127.0.0.1")
-        clock.shift(timedelta(seconds=59))
-        client.get(
-            "/api/v1/users", headers=bearer(secret), environ_base={"REMOTE_ADDR": "10.0.0.9"}
-        )
-        assert last_use() == (T0, "127.0.0.1")
-        clock.shift(timedelta(seconds=1))
-        client.get(
-            "/api/v1/users", headers=bearer(secret), environ_base={"REMOTE_ADDR": "10.0.0.9"}
-        )
-        assert last_use() == (T0 + timedelta(seconds=60), "10.0.0.9")
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with time_machine.travel(T0, tick=False) as clock:
+            secret = new_token(app)
+            client.get("/api/v1/users", headers=bearer(secret))
+
+            def last_use() -> tuple[datetime | None, str]:
+                with app.app_context():
+                    token = db.session.scalar(sa.select(ApiToken))
+                    return token.last_used_at, token.last_used_ip
+
+            assert last_use() == (T0, "127.0.0.1")
+            assert len(writes) == 1
+            other = {"REMOTE_ADDR": "10.0.0.9"}
+            clock.shift(timedelta(seconds=59))
+            client.get("/api/v1/users", headers=bearer(secret), environ_base=other)
+            assert last_use() == (T0, "127.0.0.1")
+            assert len(writes) == 1
+            clock.shift(timedelta(seconds=1))
+            client.get("/api/v1/users", headers=bearer(secret), environ_base=other)
+            assert last_use() == (T0 + timedelta(seconds=60), "10.0.0.9")
+            assert len(writes) == 2
+    finally:
+        with app.app_context():
+            sa.event.remove(db.engine, "before_cursor_execute", count)
 
 
 def test_the_secret_is_random_prefixed_and_never_stored(app, client, clinic):
