@@ -66,6 +66,12 @@ def a_token(app, user_id: int, label: str = "Power BI", days: int = 90) -> tuple
         return issued.token.id, issued.secret
 
 
+def post_token(auth: AuthActions, user_id: int, label: str, days: str, **kw):
+    """The new-token form of API user ``user_id``, as the page posts it."""
+    form = {f"user-{user_id}-label": label, f"user-{user_id}-days": days}
+    return auth.post(f"/admin/api/users/{user_id}/tokens", form, page="/admin/api", **kw)
+
+
 def audit_events(app, prefix: str = "admin.api") -> list[tuple[str, int | None, dict]]:
     with app.app_context():
         rows = db.session.scalars(
@@ -164,11 +170,7 @@ def test_create_a_token_shows_the_secret_once_and_keeps_only_its_hash(app, clien
     with time_machine.travel(T0, tick=False):
         auth.login(ADMIN)
         auth.verify_totp(pyotp.TOTP(admin[1]).at(T0))
-        response = auth.post(
-            f"/admin/api/users/{api_id}/tokens",
-            {f"user-{api_id}-label": "Power BI", f"user-{api_id}-days": "90"},
-            page="/admin/api",
-        )
+        response = post_token(auth, api_id, "Power BI", "90")
         # Never again: not on the page afterwards.
         again = client.get("/admin/api")
     assert response.status_code == 200  # not a redirect: that would have to carry the secret
@@ -202,12 +204,7 @@ def test_create_a_token_shows_the_secret_once_and_keeps_only_its_hash(app, clien
 
 def test_a_token_with_htmx_shows_the_secret_in_the_partial(app, signed_in):
     api_id = an_api_user(app)
-    response = signed_in.post(
-        f"/admin/api/users/{api_id}/tokens",
-        {f"user-{api_id}-label": "Power BI", f"user-{api_id}-days": "30"},
-        page="/admin/api",
-        headers=HTMX,
-    )
+    response = post_token(signed_in, api_id, "Power BI", "30", headers=HTMX)
     assert response.status_code == 200
     assert "<h1>" not in response.get_data(as_text=True)
     assert len(SECRET.findall(response.get_data(as_text=True))) == 1
@@ -224,11 +221,7 @@ def test_a_token_with_htmx_shows_the_secret_in_the_partial(app, signed_in):
 )
 def test_a_token_lasts_at_most_a_year(app, signed_in, days, message):
     api_id = an_api_user(app)
-    response = signed_in.post(
-        f"/admin/api/users/{api_id}/tokens",
-        {f"user-{api_id}-label": "Power BI", f"user-{api_id}-days": days},
-        page="/admin/api",
-    )
+    response = post_token(signed_in, api_id, "Power BI", days)
     assert response.status_code == 422
     assert f'<p class="error" id="user-{api_id}-days-error">{message}</p>' in response.get_data(
         as_text=True
@@ -240,11 +233,7 @@ def test_a_token_lasts_at_most_a_year(app, signed_in, days, message):
 
 def test_a_token_needs_a_label(app, signed_in):
     api_id = an_api_user(app)
-    response = signed_in.post(
-        f"/admin/api/users/{api_id}/tokens",
-        {f"user-{api_id}-label": "   ", f"user-{api_id}-days": "90"},
-        page="/admin/api",
-    )
+    response = post_token(signed_in, api_id, "   ", "90")
     assert response.status_code == 422
     assert "Enter a label, e.g. Power BI on the reporting server." in response.get_data(
         as_text=True
@@ -253,11 +242,7 @@ def test_a_token_needs_a_label(app, signed_in):
 
 def test_tokens_only_for_api_users(app, signed_in, make_user):
     nurse = make_user("nurse@clinic.example")
-    response = signed_in.post(
-        f"/admin/api/users/{nurse}/tokens",
-        {f"user-{nurse}-label": "x", f"user-{nurse}-days": "90"},
-        page="/admin/api",
-    )
+    response = post_token(signed_in, nurse, "x", "90")
     assert response.status_code == 404
     with app.app_context():
         assert db.session.scalar(sa.select(ApiToken)) is None

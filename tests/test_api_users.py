@@ -17,7 +17,6 @@ from blueprints.auth import views as sign_in_views
 from blueprints.auth.views import GENERIC_ERROR
 from models import ApiToken, AuditEvent, Role, SignInThrottle, User, UserSession, db
 from services import api_access, impact, policy, readiness, rollout_notices, throttle
-from tests.clinic_seed import seed_clinic
 from tests.conftest import PASSWORD
 
 NURSE = "nurse@clinic.example"
@@ -124,43 +123,6 @@ def test_api_users_are_exempt_and_no_person_to_enrol(app, make_user, runner):
         "Location",
     ]
     assert re.search(r"Practitioner .* 0 enrolled, 1 not enrolled, 0 exempt", shown)
-
-
-@pytest.mark.parametrize(
-    ("methods", "admins_app_only"), [("totp", True), ("totp,email,sms", False)]
-)
-def test_sql_and_python_agree_on_api_users_too(
-    app, make_user, enrol_totp, methods, admins_app_only
-):
-    make_user("seed@clinic.example")
-    seed_clinic(app, 60)
-    api_ids = {an_api_user(app, f"Report {n}") for n in range(3)}
-    with app.app_context():
-        # Even an API user with a factor (it cannot get one: it never signs in) is exempt.
-        db.session.add(
-            __import__("models").MfaFactor(user_id=min(api_ids), kind="totp", is_default=True)
-        )
-        db.session.commit()
-        policy.update(methods=methods, admins_app_only=admins_app_only)
-        clinic = policy.current()
-        everyone = db.session.scalars(sa.select(User).where(User.active.is_(True))).all()
-        by_python = {
-            standing: {
-                p.user.id for p in readiness.people_of(everyone)
-                if readiness.standing(p, clinic) == standing
-            }
-            for standing in readiness.STANDINGS
-        }  # fmt: skip
-        for standing in readiness.STANDINGS:
-            in_sql = set(
-                db.session.scalars(
-                    sa.select(User.id).where(
-                        User.active.is_(True), readiness.standing_is(standing, clinic)
-                    )
-                )
-            )
-            assert in_sql == by_python[standing], standing
-        assert api_ids <= by_python[readiness.EXEMPT]
 
 
 def test_no_rollout_notice_for_an_api_user(app, make_user, mailbox):

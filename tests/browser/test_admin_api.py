@@ -17,12 +17,11 @@ import sqlalchemy as sa
 
 from models import ApiToken, MfaFactor, Role, User, db
 from services import crypto
-from tests.browser.conftest import shot
+from tests.browser.test_admin import mark_document, shots, still_same_document
 from tests.browser.test_wizard import sign_in_with_password
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 390, "height": 844}
 ADMIN = "admin@clinic.example"
 SECRET = re.compile(r"cmfa_[A-Za-z0-9_-]{43}")
 
@@ -54,18 +53,6 @@ def admin_secret(live_server, password_hash) -> str:
     return secret
 
 
-def shots(page, name: str) -> None:
-    """At the test's width and a phone's (with no sideways scrolling there)."""
-    shot(page, name)
-    width = page.viewport_size
-    page.set_viewport_size(PHONE)
-    try:
-        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
-        shot(page, f"{name}-phone")
-    finally:
-        page.set_viewport_size(width)
-
-
 def call_api(base: str, secret: str) -> tuple[int, dict]:
     request = urllib.request.Request(
         base + "/api/v1/users", headers={"Authorization": f"Bearer {secret}"}
@@ -75,15 +62,6 @@ def call_api(base: str, secret: str) -> tuple[int, dict]:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
-
-
-def mark_document(page) -> None:
-    if page.js_enabled:
-        page.evaluate("window.sameDocument = true")
-
-
-def same_document(page) -> bool:
-    return page.evaluate("window.sameDocument === true")
 
 
 def test_create_an_api_user_and_a_token_then_revoke_it(page, live_server, admin_secret):
@@ -107,7 +85,7 @@ def test_create_an_api_user_and_a_token_then_revoke_it(page, live_server, admin_
     page.get_by_role("status").filter(has_text="API user Monthly report created.").wait_for()
     assert urlparse(page.url).path == "/admin/api"
     if page.js_enabled:
-        assert same_document(page)
+        assert still_same_document(page)
     card = page.get_by_role("article", name="Monthly report")
     assert "Role in reports: Reporting" in card.inner_text()
     assert card.get_by_text("No tokens yet.").is_visible()
@@ -121,7 +99,7 @@ def test_create_an_api_user_and_a_token_then_revoke_it(page, live_server, admin_
     card.get_by_role("button", name="Create token").click()
     page.get_by_role("heading", name="Copy the new token now").wait_for()
     if page.js_enabled:
-        assert same_document(page)
+        assert still_same_document(page)
     secret = page.locator("#new-token-secret").inner_text().strip()
     assert SECRET.fullmatch(secret)
     assert len(SECRET.findall(page.content())) == 1
@@ -151,7 +129,7 @@ def test_create_an_api_user_and_a_token_then_revoke_it(page, live_server, admin_
     confirm = page.locator("section.confirm")
     page.get_by_role("heading", name="Revoke this token?").wait_for()
     if page.js_enabled:
-        assert same_document(page)
+        assert still_same_document(page)
         assert page.title() == "API access · Harbour Clinic"
     else:
         assert page.title() == "Revoke a token · Harbour Clinic"
