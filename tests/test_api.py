@@ -504,3 +504,32 @@ def test_real_answers_validate_against_the_description(database_url, client, cli
         _validate(openapi, broken)
     with app.app_context():
         db.engine.dispose()
+
+
+def test_a_page_costs_the_same_statements_whatever_its_size(app, client, make_user):
+    """The token, the rate count, the policy, the users, their factors: a page of 200 costs
+    what a page of 5 does (no query per person)."""
+    from tests.clinic_seed import seed_clinic
+
+    make_user("seed@clinic.example")
+    seed_clinic(app, 220)
+    secret = new_token(app)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    client.get("/api/v1/users?limit=1", headers=bearer(secret))  # the last use is written
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        sizes = {}
+        for size in (5, 200):
+            statements.clear()
+            body = client.get(f"/api/v1/users?limit={size}", headers=bearer(secret)).get_json()
+            assert len(body["users"]) == size
+            sizes[size] = len(statements)
+    finally:
+        with app.app_context():
+            sa.event.remove(db.engine, "before_cursor_execute", count)
+    assert sizes[5] == sizes[200] <= 6, sizes
