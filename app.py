@@ -120,6 +120,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(mfa_bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(account_bp)
+    from blueprints import api
+
+    try:
+        api.init_app(app)
+    except ValueError as exc:
+        raise config.ConfigError(str(exc)) from exc
 
     errors.register(app)
     app.after_request(_security_headers)

@@ -17,6 +17,10 @@ flask --app app rollout set ROLE --mode default|off|optional|required [--from YY
 flask --app app rollout show
 flask --app app rollout notify [--dry-run] [--days 14,1]
 flask --app app keys rotate [--retire-old] | generate | reencrypt
+flask --app app api-users create NAME [--role ROLE]
+flask --app app api-tokens create NAME --label LABEL [--days N]
+flask --app app api-tokens list
+flask --app app api-tokens revoke ID
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import undefer
 
-from models import DEFAULT_ROLES, MfaFactor, MfaSetup, Role, SignInThrottle, User, db
+from models import DEFAULT_ROLES, ApiToken, MfaFactor, MfaSetup, Role, SignInThrottle, User, db
 from models.policy import MODES
+from models.types import utcnow
 from models.user import ADMINISTRATOR, OVERRIDES, ROLE_MODES
 from services import (
     account,
+    api_access,
     audit,
     crypto,
     localtime,
@@ -48,6 +54,7 @@ from services import (
     throttle,
     wrong_codes,
 )
+from services.api_access import ApiAccessError
 from services.links import external_url
 from services.users import UserInputError, by_email, create_user, role_named
 
@@ -401,6 +408,95 @@ def rollout_notify(dry_run: bool, days: tuple[int, ...] | None) -> None:
         )
 
 
+# API users and tokens (ADM-10). The token's secret goes alone to stdout, once, so a script
+# can take it (TOKEN=$(flask api-tokens create ...)); everything else goes to stderr.
+api_users_cli = AppGroup("api-users", help="API users: accounts that read the API with tokens.")
+api_tokens_cli = AppGroup("api-tokens", help="API tokens: create (shown once), list, revoke.")
+
+
+@api_users_cli.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    default=api_access.DEFAULT_ROLE,
+    show_default=True,
+    help="The role the API lists it under (any but Administrator).",
+)
+def api_users_create(name: str, role: str) -> None:
+    """Create an API user: no password, never signs in, never asked for a second factor."""
+    try:
+        user = api_access.create_user(name, role, via="cli")
+    except ApiAccessError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"Created API user {user.full_name!r} ({user.role.name}).")
+
+
+@api_tokens_cli.command("create")
+@click.argument("name")
+@click.option("--label", required=True, help="Where it will be used, to recognise it later.")
+@click.option(
+    "--days",
+    type=int,
+    default=api_access.DEFAULT_TOKEN_DAYS,
+    show_default=True,
+    help=f"Valid for this many days, at most {api_access.MAX_TOKEN_DAYS}.",
+)
+def api_tokens_create(name: str, label: str, days: int) -> None:
+    """Create a token for the API user NAME and print it: it is never shown again."""
+    user = api_access.by_name(name)
+    if user is None:
+        raise click.ClickException(f"No API user called {name!r}.")
+    try:
+        issued = api_access.issue(user, label, days, via="cli")
+    except ApiAccessError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    expires = localtime.day_of(issued.token.expires_at)
+    click.echo(
+        f"Token {issued.token.id} for {user.full_name!r}, valid until {expires}. "
+        "Copy it now: it is not shown again.",
+        err=True,
+    )
+    click.echo(issued.secret)
+
+
+@api_tokens_cli.command("revoke")
+@click.argument("token_id", metavar="ID", type=int)
+def api_tokens_revoke(token_id: int) -> None:
+    """Revoke token ID (as `api-tokens list` shows it) from now on."""
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        raise click.ClickException(f"No API token with the id {token_id}.")
+    revoked = api_access.revoke(token, via="cli")
+    db.session.commit()
+    state = "revoked" if revoked else "was already revoked"
+    click.echo(f"Token {token.id} ({token.label!r}) of {token.user.full_name!r} {state}.")
+
+
+@api_tokens_cli.command("list")
+def api_tokens_list() -> None:
+    """Every token: id, API user, label, status, expiry, last use."""
+    tokens = api_access.all_tokens()
+    db.session.commit()
+    if not tokens:
+        click.echo("No API tokens yet.")
+        return
+    now = utcnow()
+    for token in tokens:
+        used = (
+            f"last used {token.last_used_at:%Y-%m-%d %H:%M} UTC from {token.last_used_ip}"
+            if token.last_used_at
+            else "never used"
+        )
+        click.echo(
+            f"{token.id:>4}  {token.user.full_name:<24}  {token.label:<24}  "
+            f"{token.status(now):<7}  expires {token.expires_at:%Y-%m-%d}  {used}"
+        )
+
+
 @click.command("bootstrap")
 @with_appcontext
 def bootstrap() -> None:
@@ -432,3 +528,5 @@ def register(app: Flask) -> None:
     app.cli.add_command(rollout_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(bootstrap)
+    app.cli.add_command(api_users_cli)
+    app.cli.add_command(api_tokens_cli)

@@ -155,6 +155,14 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Rollout notices (ADM-3): emailed this many days before a role's go-live date, as
         # "14,1" or a tuple; create_app checks it (services/rollout_notices.parse_days).
         "MFA_ROLLOUT_NOTICE_DAYS": os.environ.get("MFA_ROLLOUT_NOTICE_DAYS") or (14, 1),
+        # The API (ADM-10): requests per token, counted in Redis when a URI is given (e.g.
+        # redis://127.0.0.1:6379), else in the database; never in one process's memory.
+        "MFA_API_RATE_LIMIT": os.environ.get("MFA_API_RATE_LIMIT") or "60/minute",
+        "MFA_RATELIMIT_STORAGE_URI": os.environ.get("MFA_RATELIMIT_STORAGE_URI") or None,
+        # Keeps two clinics sharing one Redis apart; None: MFA_BASE_URL.
+        "MFA_RATELIMIT_KEY_PREFIX": os.environ.get("MFA_RATELIMIT_KEY_PREFIX") or None,
+        # A token's last use is written at most this often, like a session's last_seen.
+        "MFA_API_TOKEN_TOUCH_EVERY": timedelta(seconds=60),
     }
 
 

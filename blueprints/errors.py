@@ -17,6 +17,8 @@ from werkzeug.exceptions import (
     UnsupportedMediaType,
 )
 
+from blueprints import api
+from blueprints.api import errors as api_errors
 from blueprints.htmx import VARY, redirect_to, render, wants_partial
 from extensions import login_manager
 from models import db
@@ -82,6 +84,8 @@ def _plain_error_response(code: int, title: str, hint: str) -> Response:
 
 
 def _http_error(exc: HTTPException) -> ResponseReturnValue:
+    if api.is_api_path(request.path):
+        return api_errors.http_error(exc)
     code = exc.code or 500
     if isinstance(exc, _HOST_REFUSED):
         return _error_response(400, BAD_HOST_HINT)
@@ -112,6 +116,8 @@ def _server_error(exc: Exception) -> ResponseReturnValue:
     current_app.logger.exception(
         "Unhandled error on %s %s", request.method, redact_tokens(request.path)
     )
+    if api.is_api_path(request.path):
+        return api_errors.http_error(InternalServerError())
     return _error_response(500)
 
 

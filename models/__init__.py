@@ -25,6 +25,7 @@ class Base(DeclarativeBase):
 # second SELECT per row it already holds.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
+from models.api import ApiRateCounter, ApiToken  # noqa: E402
 from models.audit import AuditEvent  # noqa: E402
 from models.codes import OneTimeCode, PasswordResetToken  # noqa: E402
 from models.devices import RememberedDevice  # noqa: E402
@@ -38,6 +39,8 @@ from models.user import DEFAULT_ROLES, Role, User  # noqa: E402
 
 __all__ = [
     "DEFAULT_ROLES",
+    "ApiRateCounter",
+    "ApiToken",
     "AuditEvent",
     "Base",
     "ClinicPolicy",

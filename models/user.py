@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import Date, ForeignKey, String
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models import Base
@@ -23,6 +24,10 @@ OVERRIDE_DEFAULT = "default"
 OVERRIDE_REQUIRED = "required"
 OVERRIDE_EXEMPT = "exempt"
 OVERRIDES = (OVERRIDE_DEFAULT, OVERRIDE_REQUIRED, OVERRIDE_EXEMPT)
+# What kind of account (ADM-10, seed 003): a person on the staff, or an API user: a service
+# account with no usable password that never signs in and reads the API with its tokens.
+KIND_STAFF = "staff"
+KIND_API = "api"
 
 
 class Role(Base):
@@ -64,6 +69,7 @@ class User(UserMixin, Base):
     # "Prompt only once from the same location" for this person (DEV-3, seed 003): None
     # follows the clinic's setting.
     same_location: Mapped[bool | None] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(8), default=KIND_STAFF, server_default=KIND_STAFF)
 
     role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)
     # Loaded with the session row on MFA requests, so checking a code costs no extra query.
@@ -77,6 +83,13 @@ class User(UserMixin, Base):
     @property
     def is_active(self) -> bool:  # Flask-Login asks this
         return self.active
+
+    @hybrid_property
+    def is_person(self) -> bool:
+        """A person who signs in, as opposed to an API user. In a query, ``User.is_person``
+        is the same rule in SQL: the one place that keeps API users out of enrolment counts,
+        rollout notices and the impact of a change."""
+        return self.kind == KIND_STAFF
 
     @property
     def is_admin(self) -> bool:

@@ -267,6 +267,8 @@ def end_other_sessions(user: User, *, keep: UserSession) -> tuple[int, int]:
 
 def change_password(user: User, new_password: str, *, keep: UserSession | None = None) -> None:
     """Set a new password; every other session and every remembered device stops working."""
+    if not user.is_person:
+        raise UserInputError("API users have no password: they read the API with tokens.")
     problem = password_problem(new_password)
     if problem:
         raise UserInputError(problem)

@@ -64,6 +64,7 @@ def init_app(app: Flask) -> None:
     """Pages show a time as ``{{ moment|clinic_time }}``, never a UTC strftime."""
     app.add_template_filter(when, "clinic_time")
     app.add_template_filter(day, "clinic_day")
+    app.add_template_filter(day_of, "clinic_day_of")
 
 
 def today() -> date:
@@ -74,3 +75,8 @@ def today() -> date:
 def day(value: date) -> str:
     """ "1 February 2027": a date as the clinic's staff read it."""
     return f"{value.day} {value:%B %Y}"
+
+
+def day_of(moment: datetime) -> str:
+    """ "24 November 2026": the clinic's calendar day of a moment."""
+    return day(local(moment).date())

@@ -74,17 +74,14 @@ def _hash(token: str) -> bytes:
 def request_link(email: str, link_for: Callable[[str], str]) -> Outgoing | None:
     """Record a request for a reset link; the email to send, or None. Commits.
 
-    Cases: unknown address or switched-off account (audited, nothing sent); SENDS_PER_HOUR
-    links already made in the last hour (audited, nothing sent); otherwise a new token that
-    voids the user's earlier unused ones. The caller answers the same in every case.
+    Cases: unknown address, switched-off account or API user (audited, nothing sent);
+    SENDS_PER_HOUR links already made in the last hour (audited, nothing sent); otherwise a new
+    token that voids the user's earlier unused ones. The caller answers the same in every case.
     """
     user = by_email(email)
-    if user is None or not user.active:
-        audit.record(
-            "password_reset.refused",
-            subject=user,
-            reason="inactive" if user is not None else "unknown_address",
-        )
+    if user is None or not user.active or not user.is_person:
+        reason = "unknown_address" if user is None else "inactive" if user.is_person else "api_user"
+        audit.record("password_reset.refused", subject=user, reason=reason)
         db.session.commit()
         return None
 

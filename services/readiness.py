@@ -35,8 +35,10 @@ class Person:
 
 
 def people() -> list[Person]:
-    """Every active person with the kinds of factor they have."""
-    users = db.session.scalars(select(User).where(User.active.is_(True)).order_by(User.id)).all()
+    """Every active person with the kinds of factor they have; API users are no people."""
+    users = db.session.scalars(
+        select(User).where(User.active.is_(True), User.is_person).order_by(User.id)
+    ).all()
     return people_of(users, everyone=True)
 
 
@@ -71,10 +73,10 @@ def has_usable_factor(clinic: ClinicPolicy) -> ColumnElement[bool]:
 
 def standing_is(standing: str, clinic: ClinicPolicy) -> ColumnElement[bool]:
     """SQL for ``standing(person, clinic) == standing``."""
-    usable = has_usable_factor(clinic)
+    usable = and_(User.is_person, has_usable_factor(clinic))
     if standing == ENROLLED:
         return usable
-    exempt = User.mfa_override == OVERRIDE_EXEMPT
+    exempt = or_(~User.is_person, User.mfa_override == OVERRIDE_EXEMPT)
     if standing == EXEMPT:
         return and_(~usable, exempt)
     return and_(~usable, ~exempt)
@@ -82,7 +84,10 @@ def standing_is(standing: str, clinic: ClinicPolicy) -> ColumnElement[bool]:
 
 def standing(person: Person, clinic: ClinicPolicy) -> str:
     """Enrolled: has a factor the policy lets them use. Exempt: an admin excused them (and
-    they have no usable factor). Otherwise not enrolled."""
+    they have no usable factor), or an API user, never asked for a second factor. Otherwise
+    not enrolled."""
+    if not person.user.is_person:
+        return EXEMPT
     if person.usable(clinic):
         return ENROLLED
     if person.user.mfa_override == OVERRIDE_EXEMPT:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, select
 
-from models import Role, db
+from models import Role, User, db
 from models.policy import MODE_REQUIRED
 from models.user import ROLE_MODES
 from services import localtime
@@ -22,7 +22,13 @@ ROLE_MODE_LABELS = {
 
 
 def roles() -> list[Role]:
-    return list(db.session.scalars(select(Role).order_by(Role.id)))
+    """Every role there is to roll out to. A role held by API users alone (the "Reporting"
+    role they get by default) has nobody to ask, so it is not shown with the others."""
+    api_users_only = and_(
+        exists().where(User.role_id == Role.id, ~User.is_person),
+        ~exists().where(User.role_id == Role.id, User.is_person),
+    )
+    return list(db.session.scalars(select(Role).where(~api_users_only).order_by(Role.id)))
 
 
 def set_role(role: Role, mode: str, required_from: date | None) -> Change:

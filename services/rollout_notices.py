@@ -113,7 +113,9 @@ def due(days: Iterable[int] | None = None) -> list[Due]:
             )
         )
         users = db.session.scalars(
-            select(User).where(User.role_id == role.id, User.active.is_(True)).order_by(User.email)
+            select(User)
+            .where(User.role_id == role.id, User.active.is_(True), User.is_person)
+            .order_by(User.email)
         )
         owed += [
             Due(user, role, go_live, days_before, days_left)

@@ -408,3 +408,17 @@ def test_cli_policy_same_location(app, runner):
     assert event.details["after"] == {"same_location": True, "same_location_days": 7}
     bad = runner.invoke(args=["policy", "set", "--same-location-days", "91"])
     assert bad.exit_code == 1 and "Same-location days must be between 1 and 90." in bad.output
+
+
+def test_an_api_user_has_no_staff_page(app, client, admin):
+    """API users are managed under Admin → API access; the staff page does not open for them,
+    nor does the find-by-email box lead there."""
+    from services import api_access
+
+    with app.app_context():
+        bot = api_access.create_user("Reports")
+        db.session.commit()
+        bot_id, bot_email = bot.id, bot.email
+    assert client.get(f"/admin/users/{bot_id}").status_code == 404
+    found = client.get(f"/admin/users/find?email={bot_email}")
+    assert found.headers["Location"] == "/admin/security#exceptions-heading"

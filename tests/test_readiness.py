@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from models import User, db
-from services import policy, readiness
+from models import MfaFactor, User, db
+from services import api_access, policy, readiness
 from tests.clinic_seed import seed_clinic
 
 
@@ -22,9 +22,14 @@ def test_sql_and_python_agree_on_everyone(app, make_user, methods, admins_app_on
         make_user(f"excused{n}@clinic.example", mfa_override="exempt")
     seed_clinic(app, 200)
     with app.app_context():
+        for n in range(3):  # API users: exempt by kind, even one with a factor
+            api_access.create_user(f"Report {n}")
+        db.session.flush()
+        db.session.add(MfaFactor(user_id=api_access.by_name("Report 0").id, kind="totp"))
         policy.update(methods=methods, admins_app_only=admins_app_only)
         clinic = policy.current()
-        people = readiness.people()
+        active = db.session.scalars(sa.select(User).where(User.active.is_(True))).all()
+        people = readiness.people_of(active)
         by_python = {
             standing: {p.user.id for p in people if readiness.standing(p, clinic) == standing}
             for standing in readiness.STANDINGS

@@ -94,3 +94,32 @@ class UserRulesForm(FlaskForm):
         choices=_choices(SAME_LOCATION_LABELS),
     )
     mobile_number = StringField("Mobile number", validators=[Optional(), Length(max=32)])
+
+
+class ApiUserForm(FlaskForm):
+    name = StringField(
+        "Name",
+        validators=[InputRequired("Enter a name, e.g. Monthly report."), Length(max=80)],
+    )
+    # Choices from services.api_access.role_choices(), set by the view.
+    role = SelectField("Role in reports", choices=[])
+
+
+class ApiTokenForm(FlaskForm):
+    label = StringField(
+        "Label",
+        validators=[
+            InputRequired("Enter a label, e.g. Power BI on the reporting server."),
+            Length(max=80),
+        ],
+    )
+    days = IntegerField(
+        "Valid for (days)",
+        default=90,
+        validators=[InputRequired("Enter a number of days from 1 to 365.")],
+    )
+
+
+class ConfirmForm(FlaskForm):
+    # "yes" once the admin has seen what the action does.
+    confirmed = HiddenField()

@@ -25,7 +25,8 @@ PARTIAL = "admin/_user_rules.html"
 
 def _person(user_id: int) -> User:
     user = db.session.get(User, user_id)
-    if user is None:
+    # API users have their own page (Admin → API access); staff rules mean nothing for them.
+    if user is None or not user.is_person:
         abort(404)
     return user
 
@@ -60,7 +61,7 @@ def find_user() -> ResponseReturnValue:
     """Open one person's page by email address (until the users list exists)."""
     email = request.args.get("email", "")[:254]
     user = by_email(email) if email.strip() else None
-    if user is None:
+    if user is None or not user.is_person:
         flash("Nobody has that email address.", "error")
         return redirect(url_for("admin.security", _anchor="exceptions-heading"), code=303)
     return redirect(url_for("admin.user", user_id=user.id), code=303)

@@ -44,8 +44,8 @@ def sign_in_post() -> ResponseReturnValue:
     """Check the password; one message for every failure, with the same cost (AUTH-1).
 
     Cases: invalid form (422); throttled address or IP (429, no hash checked); wrong email or
-    password, or a disabled account even with the right password (422, the same message, failure
-    counted); success (new session, 303 or HX-Redirect to ``next`` or home).
+    password, an API user, or a disabled account even with the right password (422, the same
+    message, failure counted); success (new session, 303 or HX-Redirect to ``next`` or home).
     """
     form = SignInForm()
     if not form.validate_on_submit():
@@ -64,9 +64,15 @@ def sign_in_post() -> ResponseReturnValue:
 
     user = by_email(email)
     password = form.password.data or ""
-    if not verify_password(user.password_hash if user else None, password) or user is None:
+    # An API user has no password (ADM-10): it is checked against the dummy hash, as for an
+    # unknown address, so the answer, its cost and the failure counted are a wrong password's.
+    api_user = user is not None and not user.is_person
+    stored = user.password_hash if user is not None and not api_user else None
+    if not verify_password(stored, password) or user is None:
         throttle.record_failure(*keys)
-        audit.record("sign_in.password_failed", subject=user)
+        audit.record(
+            "sign_in.refused_api_user" if api_user else "sign_in.password_failed", subject=user
+        )
         db.session.commit()
         return _render_sign_in(form, 422, error=GENERIC_ERROR)
 
