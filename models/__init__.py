@@ -25,7 +25,7 @@ class Base(DeclarativeBase):
 # second SELECT per row it already holds.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
-from models.audit import AuditEvent  # noqa: E402
+from models.audit import AuditEvent, AuditPurgePermit  # noqa: E402
 from models.codes import OneTimeCode, PasswordResetToken  # noqa: E402
 from models.devices import RememberedDevice  # noqa: E402
 from models.factors import MfaFactor, MfaSetup, RecoveryCode  # noqa: E402
@@ -39,6 +39,7 @@ from models.user import DEFAULT_ROLES, Role, User  # noqa: E402
 __all__ = [
     "DEFAULT_ROLES",
     "AuditEvent",
+    "AuditPurgePermit",
     "Base",
     "ClinicPolicy",
     "MfaFactor",

@@ -6,7 +6,7 @@ Stored times stay UTC (models/types.py); only what a page or an email shows is c
 from __future__ import annotations
 
 import os
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -74,3 +74,9 @@ def today() -> date:
 def day(value: date) -> str:
     """ "1 February 2027": a date as the clinic's staff read it."""
     return f"{value.day} {value:%B %Y}"
+
+
+def start_of(day: date) -> datetime:
+    """The moment (UTC) the clinic's ``day`` begins: its local midnight. Date filters and the
+    audit purge count whole clinic days, not UTC ones."""
+    return datetime.combine(day, time.min, tzinfo=clinic_zone()).astimezone(UTC)
