@@ -30,6 +30,7 @@ def hide_from_non_admins(app: Flask) -> None:
 
 from blueprints.admin import (  # noqa: E402, F401
     audit_views,
+    readiness_views,
     security_views,
     user_views,
 )
