@@ -326,10 +326,10 @@ def test_events_read_as_words_and_details_are_escaped(app, client, admin, make_u
     )
     page = client.get("/admin/audit").get_data(as_text=True)
     assert "Security settings changed" in page
-    assert "<dt>mode</dt> <dd>off → required</dd>" in page
-    assert "<dt>not enrolled</dt> <dd>3</dd>" in page
+    assert "<dt>mode:</dt> <dd>off → required</dd>" in page
+    assert "<dt>not enrolled:</dt> <dd>3</dd>" in page
     assert "Chrome on Windows" in page
-    assert "Encryption keys rotated" in page and "Command line" in page
+    assert "Encryption keys rotated" in page and "by the command line" in page
     assert "x.&lt;img src=x onerror=alert(1)&gt;" in page
     assert "&lt;b&gt;bold&lt;/b&gt; &amp; &lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<dd>a, &lt;i&gt;</dd>" in page
