@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, union
 
 from models import AuditEvent, ClinicPolicy, Role, User, UserSession, db
 from models.factors import EMAIL, SMS
@@ -66,23 +66,14 @@ def email_unconfirmed(clinic: ClinicPolicy, everyone: list[readiness.Person]) ->
     if not candidates:
         return []
     ids = list(candidates)
-    signed_in = set(
-        db.session.scalars(
-            select(UserSession.user_id)
-            .where(UserSession.user_id.in_(ids), UserSession.signed_in_at.is_not(None))
-            .distinct()
-        )
+    used = select(UserSession.user_id).where(
+        UserSession.user_id.in_(ids), UserSession.signed_in_at.is_not(None)
     )
-    left = [i for i in ids if i not in signed_in]
-    if left:
-        proved = set(
-            db.session.scalars(
-                select(AuditEvent.subject_id)
-                .where(AuditEvent.subject_id.in_(left), AuditEvent.event.in_(EMAIL_PROOF_EVENTS))
-                .distinct()
-            )
-        )
-        left = [i for i in left if i not in proved]
+    proved = select(AuditEvent.subject_id).where(
+        AuditEvent.subject_id.in_(ids), AuditEvent.event.in_(EMAIL_PROOF_EVENTS)
+    )
+    confirmed = set(db.session.scalars(union(used, proved)))
+    left = [i for i in ids if i not in confirmed]
     return [
         Gap(candidates[i].user, readiness.standing(candidates[i], clinic))
         for i in sorted(left, key=lambda i: candidates[i].user.email)

@@ -229,6 +229,18 @@ def fresh_database(request, tmp_path):
     database.close()
 
 
+def insert_without_the_model() -> None:
+    """An event written in plain SQL: the schema at any revision takes it."""
+    db.session.execute(
+        sa.text(
+            "INSERT INTO audit_events (created_at, event, ip, user_agent, details)"
+            " VALUES (:t, 'sign_in.succeeded', '', '', '{}')"
+        ),
+        {"t": NEW},
+    )
+    db.session.commit()
+
+
 def test_the_migration_installs_the_triggers_and_its_downgrade_removes_them(fresh_database):
     from flask_migrate import downgrade, upgrade
 
@@ -237,14 +249,7 @@ def test_the_migration_installs_the_triggers_and_its_downgrade_removes_them(fres
     migrate(fresh_database)
     app = create_app(base_config(fresh_database))
     with app.app_context():
-        db.session.execute(
-            sa.text(
-                "INSERT INTO audit_events (created_at, event, ip, user_agent, details)"
-                " VALUES (:t, 'sign_in.succeeded', '', '', '{}')"
-            ),
-            {"t": NEW},
-        )
-        db.session.commit()
+        insert_without_the_model()
     assert UPDATE_REFUSED in refused(app, "UPDATE audit_events SET event = 'x'")
     with app.app_context():
         downgrade(revision="0006_rollout_and_overrides")
@@ -252,14 +257,7 @@ def test_the_migration_installs_the_triggers_and_its_downgrade_removes_them(fres
         db.session.execute(sa.text("DELETE FROM audit_events"))
         db.session.commit()
         upgrade()
-        db.session.execute(
-            sa.text(
-                "INSERT INTO audit_events (created_at, event, ip, user_agent, details)"
-                " VALUES (:t, 'sign_in.succeeded', '', '', '{}')"
-            ),
-            {"t": NEW},
-        )
-        db.session.commit()
+        insert_without_the_model()
     assert DELETE_REFUSED in refused(app, "DELETE FROM audit_events")
     with app.app_context():
         db.session.remove()

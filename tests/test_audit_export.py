@@ -10,26 +10,20 @@ import json
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 
-import pyotp
-import pytest
 import sqlalchemy as sa
 
 from bench.audit_events import bulk_insert, synthetic
 from models import AuditEvent, db
 from services.audit_log import CSV_HEADER
+from tests import test_audit_log
 from tests.test_audit_log import ADMIN, add_events
 
 T = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-@pytest.fixture
-def admin(auth, make_user, enrol_totp) -> int:
-    user_id = make_user(ADMIN, role="Administrator", full_name="Alex Admin")
-    secret, _ = enrol_totp(user_id)
-    auth.login(ADMIN)
-    assert auth.verify_totp(pyotp.TOTP(secret).now()).status_code == 303
-    return user_id
+# The signed-in Administrator of the audit log's tests.
+admin_account, admin = test_audit_log.admin_account, test_audit_log.admin
 
 
 def read(body: bytes) -> list[list[str]]:

@@ -8,16 +8,14 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
-import pyotp
-import pytest
 import sqlalchemy as sa
 
 from blueprints.admin.links import users_list
 from models import AuditEvent, MfaFactor, Role, User, UserSession, db
 from services import localtime, policy, readiness, shared_profiles
+from tests import test_audit_log
 from tests.clinic_seed import seed_clinic
 
-ADMIN = "boss@clinic.example"
 ROLE_LINK = re.compile(r'href="/admin/users\?role=(\d+)&amp;status=(\w+)">(\d+)<')
 TOTAL_LINK = re.compile(r'href="/admin/users\?status=(\w+)">(\d+)<')
 WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
@@ -25,13 +23,8 @@ IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605
 MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) Gecko/20100101 Firefox/133.0"
 
 
-@pytest.fixture
-def admin(auth, make_user, enrol_totp) -> int:
-    user_id = make_user(ADMIN, role="Administrator", full_name="Alex Admin")
-    secret, _ = enrol_totp(user_id)
-    auth.login(ADMIN)
-    assert auth.verify_totp(pyotp.TOTP(secret).now()).status_code == 303
-    return user_id
+# The signed-in Administrator of the audit log's tests.
+admin_account, admin = test_audit_log.admin_account, test_audit_log.admin
 
 
 def page_text(client) -> str:

@@ -105,6 +105,14 @@ def history(live_server, clinic: Clinic) -> dict[str, int]:
     return {"robin": robin}
 
 
+def open_from_the_nav(page, base: str, clinic: Clinic, name: str, path: str) -> None:
+    """Sign in as the Administrator and follow the admin menu to the page called ``name``."""
+    open_admin(page, base, clinic)
+    page.get_by_role("navigation", name="Admin").get_by_role("link", name=name).click()
+    page.get_by_role("heading", name=name, level=1).wait_for()
+    assert urlparse(page.url).path == path
+
+
 def rows_shown(page) -> list[int]:
     ids = page.locator("table.audit-table tbody tr").evaluate_all("rows => rows.map(r => r.id)")
     return [int(i.removeprefix("event-")) for i in ids]
@@ -119,11 +127,7 @@ def events_of(live_server, event: str) -> list[int]:
 
 
 def test_filter_the_audit_log_and_page_to_older_events(page, live_server, clinic, history):
-    base = live_server.url
-    open_admin(page, base, clinic)
-    page.get_by_role("navigation", name="Admin").get_by_role("link", name="Audit log").click()
-    page.get_by_role("heading", name="Audit log", level=1).wait_for()
-    assert urlparse(page.url).path == "/admin/audit"
+    open_from_the_nav(page, live_server.url, clinic, "Audit log", "/admin/audit")
     first = page.locator("table.audit-table tbody tr").first
     assert "Signed in" in first.inner_text()  # the admin's own sign-in, newest
     assert len(rows_shown(page)) == 50
@@ -180,11 +184,7 @@ def test_a_bad_filter_says_what_to_fix(page, live_server, clinic, history):
 
 
 def test_the_readiness_page(page, live_server, clinic, history):
-    base = live_server.url
-    open_admin(page, base, clinic)
-    page.get_by_role("navigation", name="Admin").get_by_role("link", name="Readiness").click()
-    page.get_by_role("heading", name="Readiness", level=1).wait_for()
-    assert urlparse(page.url).path == "/admin/readiness"
+    open_from_the_nav(page, live_server.url, clinic, "Readiness", "/admin/readiness")
     with live_server.app.app_context():
         reception = db.session.scalar(sa.select(Role).where(Role.name == "Reception"))
         go_live = reception.mfa_required_from
