@@ -407,3 +407,29 @@ def test_date_filter_days_are_the_clinics(app):
 
         assert localtime.start_of(date(2026, 3, 10)) == datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
         assert localtime.start_of(date(2026, 7, 10)) == datetime(2026, 7, 9, 14, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "event=a&event=b",
+        "event=" + "a" * 65,
+        "event=sign_in.succeeded%00",
+        "user=%F0%9F%98%80@clinic.example",
+        "user=" + "x" * 5000,
+        "ip=::ffff:10.0.0.1",
+        "ip=" + "1" * 500,
+        "from=1970-01-01&to=2999-12-31",
+        "from=2026-02-30",
+        "before=0-0",
+        "before=1-999999999999999999",
+        "after=99999999999999-1",
+        "before=" + "9" * 500,
+        "page=2&offset=50&limit=100000",
+    ],
+)
+def test_hostile_query_strings_get_an_answer_never_a_500(client, admin, query):
+    for path in ("/admin/audit", "/admin/audit.csv", "/admin/readiness"):
+        response = client.get(f"{path}?{query}")
+        response.get_data()
+        assert response.status_code in (200, 400), (path, query, response.status_code)
