@@ -21,6 +21,8 @@ flask --app app api-users create NAME [--role ROLE]
 flask --app app api-tokens create NAME --label LABEL [--days N]
 flask --app app api-tokens list
 flask --app app api-tokens revoke ID
+flask --app app audit export [--since YYYY-MM-DD] > audit.csv
+flask --app app audit purge --before YYYY-MM-DD [--yes]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from services import (
     account,
     api_access,
     audit,
+    audit_log,
     crypto,
     localtime,
     notify,
@@ -62,6 +65,7 @@ users_cli = AppGroup("users", help="Create, list, unlock and reset staff users."
 policy_cli = AppGroup("policy", help="Show or change the clinic's MFA policy.")
 rollout_cli = AppGroup("rollout", help="Roll two-step sign-in out role by role.")
 keys_cli = AppGroup("keys", help="Encryption keys for second-factor secrets.")
+audit_cli = AppGroup("audit", help="Export the audit log; purge old events (retention).")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -521,12 +525,64 @@ def bootstrap() -> None:
     )
 
 
+_CLINIC_DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@audit_cli.command("export")
+@click.option("--since", type=_CLINIC_DAY, default=None, help="First clinic day (YYYY-MM-DD).")
+def audit_export(since: datetime | None) -> None:
+    """Write the audit log as CSV to standard output, newest first (the same file as the admin
+    page's "Download as CSV"): `flask --app app audit export > audit.csv`."""
+    filters = audit_log.Filters(from_day=since.date() if since else None)
+    audit.record("audit.exported", filters=filters.args(), via="cli")
+    db.session.commit()
+    out = sys.stdout.buffer
+    for chunk in audit_log.csv_chunks(filters):
+        out.write(chunk.encode("utf-8"))  # UTF-8 whatever the terminal's locale
+    out.flush()
+
+
+@audit_cli.command("purge")
+@click.option(
+    "--before",
+    type=_CLINIC_DAY,
+    required=True,
+    help="Delete events from before this clinic day (YYYY-MM-DD).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before deleting.")
+def audit_purge(before: datetime, yes: bool) -> None:
+    """Delete old audit events (retention): the one way events are ever removed. The database
+    allows it only under the purge's own permit, and the purge itself is recorded after."""
+    day = before.date()
+    if day > localtime.today():
+        raise click.ClickException(
+            f"{day.isoformat()} is after today: choose today or an earlier day."
+        )
+    count = audit.count_before(day)
+    if not count:
+        db.session.rollback()
+        click.echo(f"No audit events from before {day.isoformat()}; nothing deleted.")
+        return
+    if not yes:
+        click.confirm(
+            f"Delete {count} audit events from before {day.isoformat()} "
+            f"({current_app.config['MFA_TIME_ZONE']})? This cannot be undone.",
+            abort=True,
+        )
+    deleted = audit.purge(day)
+    db.session.commit()
+    click.echo(
+        f"Deleted {deleted} audit events from before {day.isoformat()}; the purge is recorded."
+    )
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(users_cli)
     app.cli.add_command(policy_cli)
     app.cli.add_command(rollout_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(audit_cli)
     app.cli.add_command(bootstrap)
     app.cli.add_command(api_users_cli)
     app.cli.add_command(api_tokens_cli)

@@ -26,7 +26,7 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 from models.api import ApiRateCounter, ApiToken  # noqa: E402
-from models.audit import AuditEvent  # noqa: E402
+from models.audit import AuditEvent, AuditPurgePermit  # noqa: E402
 from models.codes import OneTimeCode, PasswordResetToken  # noqa: E402
 from models.devices import RememberedDevice  # noqa: E402
 from models.factors import MfaFactor, MfaSetup, RecoveryCode  # noqa: E402
@@ -42,6 +42,7 @@ __all__ = [
     "ApiRateCounter",
     "ApiToken",
     "AuditEvent",
+    "AuditPurgePermit",
     "Base",
     "ClinicPolicy",
     "MfaFactor",

@@ -53,12 +53,12 @@ def preview(clinic: ClinicPolicy, values: dict[str, Any]) -> Impact:
             elif not usable_now and after.demanded_now:
                 not_enrolled += 1
         may_text = sms_on and SMS in after.methods
-        if may_text and not _can_receive_texts(person.user.mobile_number):
+        if may_text and not can_receive_texts(person.user.mobile_number):
             without_mobile.append(person.user)
     return Impact(methods_off, to_required, sms_on, losing, not_enrolled, without_mobile)
 
 
-def _can_receive_texts(number: str | None) -> bool:
+def can_receive_texts(number: str | None) -> bool:
     if not number:
         return False
     try:

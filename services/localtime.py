@@ -6,7 +6,7 @@ Stored times stay UTC (models/types.py); only what a page or an email shows is c
 from __future__ import annotations
 
 import os
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -80,3 +80,9 @@ def day(value: date) -> str:
 def day_of(moment: datetime) -> str:
     """ "24 November 2026": the clinic's calendar day of a moment."""
     return day(local(moment).date())
+
+
+def start_of(day: date) -> datetime:
+    """The moment (UTC) the clinic's ``day`` begins: its local midnight. Date filters and the
+    audit purge count whole clinic days, not UTC ones."""
+    return datetime.combine(day, time.min, tzinfo=clinic_zone()).astimezone(UTC)

@@ -28,4 +28,10 @@ def hide_from_non_admins(app: Flask) -> None:
             abort(404)
 
 
-from blueprints.admin import api_views, security_views, user_views  # noqa: E402, F401
+from blueprints.admin import (  # noqa: E402, F401
+    api_views,
+    audit_views,
+    readiness_views,
+    security_views,
+    user_views,
+)
