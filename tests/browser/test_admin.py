@@ -203,7 +203,7 @@ def test_clinic_mode_required_after_checking_who_it_affects(page, live_server, c
     assert not settings.get_by_role("checkbox", name=re.compile("^Email")).is_checked()
     # The role counts follow (out of band with htmx): the email-only person is not set up now.
     practitioners = role_card(page, "Practitioner")
-    assert "Follows the clinic setting (required)." in practitioners.inner_text()
+    assert "Follows the clinic setting (Required)." in practitioners.inner_text()
     assert counts(practitioners) == ["2 set up", "3 not set up yet", "0 exempt"]
     with live_server.app.app_context():
         saved = policy.current()
@@ -215,7 +215,7 @@ def test_reception_required_from_a_date(page, live_server, clinic):
     go_live = clinic_today(live_server) + timedelta(days=30)
     open_admin(page, base, clinic)
     card = role_card(page, "Reception")
-    assert "Follows the clinic setting (off)." in card.inner_text()
+    assert "Follows the clinic setting (Off)." in card.inner_text()
     card.get_by_label("Two-step sign-in").select_option(label="Required")
     card.get_by_label("Required from").fill(go_live.isoformat())
     mark_document(page)
