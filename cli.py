@@ -4,6 +4,7 @@ flask --app app create-admin EMAIL [--name NAME] [--password-stdin]
 flask --app app users create EMAIL --role ROLE [--name NAME] [--phone PHONE] [--password-stdin]
 flask --app app users list
 flask --app app users unlock EMAIL
+flask --app app users bypass EMAIL [--hours N]
 flask --app app users reset-mfa EMAIL
 flask --app app users set-password EMAIL [--password-stdin]
 flask --app app policy set [--mode off|optional|required] [--methods totp,email,sms]
@@ -28,15 +29,16 @@ from datetime import datetime
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import undefer
 
-from models import DEFAULT_ROLES, MfaFactor, MfaSetup, Role, SignInThrottle, User, db
+from models import DEFAULT_ROLES, MfaFactor, MfaSetup, Role, User, db
 from models.policy import MODES
 from models.user import ADMINISTRATOR, OVERRIDES, ROLE_MODES
 from services import (
     account,
     audit,
+    bypass,
     crypto,
     localtime,
     notify,
@@ -45,8 +47,6 @@ from services import (
     readiness,
     rollout,
     rollout_notices,
-    throttle,
-    wrong_codes,
 )
 from services.links import external_url
 from services.users import UserInputError, by_email, create_user, role_named
@@ -135,15 +135,48 @@ def _user(email: str) -> User:
 @click.argument("email")
 def users_unlock(email: str) -> None:
     """Clear password throttling and any second-factor lock for an email address."""
-    db.session.execute(
-        delete(SignInThrottle).where(SignInThrottle.key == throttle.email_key(email))
+    unlocked = account.unlock(email)
+    audit.record(
+        "user.unlocked",
+        subject=by_email(email),
+        via="cli",
+        password=unlocked.password,
+        second_factor=unlocked.second_factor,
     )
-    user = by_email(email)
-    if user is not None:
-        wrong_codes.unlock(user)
-    audit.record("user.unlocked", subject=user, via="cli")
     db.session.commit()
     click.echo(f"Unlocked {email.strip().lower()}.")
+
+
+@users_cli.command("bypass")
+@click.argument("email")
+@click.option(
+    "--hours",
+    type=int,
+    default=bypass.DEFAULT_HOURS,
+    show_default=True,
+    help=f"How long the grant holds, 1 to {bypass.MAX_HOURS}.",
+)
+def users_bypass(email: str, hours: int) -> None:
+    """Let someone who lost their phone sign in once without a code, into setup (ADM-6).
+
+    Their factors, recovery codes, remembered devices and trusted addresses are cleared and
+    their sessions end at once; their own rule (override) is left as it is.
+    """
+    user = _user(email)
+    try:
+        until = bypass.grant(user, hours, actor=None)
+    except UserInputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit.record(
+        "admin.bypass_granted", subject=user, via="cli", hours=hours, until=until.isoformat()
+    )
+    db.session.commit()
+    notify.changed_by_admin(user, "bypass_granted", by=None, until=localtime.when(until))
+    db.session.commit()
+    click.echo(
+        f"{user.email} may sign in once without a code until {localtime.when(until)}, "
+        "straight into setting it up again. They were emailed."
+    )
 
 
 @users_cli.command("reset-mfa")

@@ -19,7 +19,7 @@ PURPOSE_SETUP = "setup"
 
 # What an emailed link is for (PasswordResetToken.purpose): each purpose only opens its own
 # page, and voiding or counting links stays within one purpose.
-LINK_PASSWORD_RESET = "password_reset"
+LINK_PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose, not a password
 LINK_INVITATION = "invitation"
 
 

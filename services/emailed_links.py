@@ -244,8 +244,8 @@ def _deliver(outgoing: Outgoing, *, ip: str, agent: str, seen: dict[str, Any]) -
             user=user,
             clinic=current_app.config["MFA_CLINIC_NAME"],
             support=policy.current().support_contact,
-            **seen,
-            **outgoing.context,
+            # The email's own words win: an invitation says no "when, from where".
+            **{**seen, **outgoing.context},
         )
     except DeliveryError as exc:
         if outgoing.token_id is not None:
