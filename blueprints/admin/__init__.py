@@ -28,4 +28,9 @@ def hide_from_non_admins(app: Flask) -> None:
             abort(404)
 
 
-from blueprints.admin import security_views, user_views  # noqa: E402, F401
+from blueprints.admin import (  # noqa: E402, F401
+    people_views,
+    security_views,
+    user_actions,
+    user_views,
+)

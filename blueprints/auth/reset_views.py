@@ -6,7 +6,7 @@ so the pages where the password is chosen have a URL without the token (``link_p
 
 from __future__ import annotations
 
-from flask import Response, url_for
+from flask import Response
 from flask.typing import ResponseReturnValue
 
 from blueprints.auth import bp, link_pages
