@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from html import unescape
 from urllib.parse import urlsplit
 
 import pyotp
@@ -17,7 +16,6 @@ import sqlalchemy as sa
 import time_machine
 
 from models import (
-    AuditEvent,
     MfaFactor,
     PasswordResetToken,
     RememberedDevice,
@@ -29,36 +27,13 @@ from models import (
     db,
 )
 from services import throttle
-from tests.conftest import PASSWORD, AuthActions, make_app, release_together
+from tests.admin_helpers import ACTION_SLUGS, events, text
+from tests.conftest import ADMIN, PASSWORD, AuthActions, make_app, release_together
 
-ADMIN = "boss@clinic.example"
 NURSE = "nurse@clinic.example"
 NEW = "new.starter@clinic.example"
 NEW_PASSWORD = "a long first passphrase"
 T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def admin(app, client, auth, make_user, enrol_totp) -> AuthActions:
-    admin_id = make_user(ADMIN, role="Administrator", full_name="Bo Boss")
-    secret, _ = enrol_totp(admin_id)
-    auth.login(ADMIN)
-    assert auth.verify_totp(pyotp.TOTP(secret).now()).status_code == 303
-    auth.user_id = admin_id
-    return auth
-
-
-def text(response) -> str:
-    return unescape(response.get_data(as_text=True))
-
-
-def events(app, name: str) -> list[AuditEvent]:
-    with app.app_context():
-        return list(
-            db.session.scalars(
-                sa.select(AuditEvent).where(AuditEvent.event == name).order_by(AuditEvent.id)
-            )
-        )
 
 
 def user(app, user_id: int) -> User:
@@ -491,17 +466,7 @@ def test_forget_devices_and_sign_out_everywhere(app, client, admin, make_user, m
 
 def test_each_action_asks_first_and_unknown_people_are_404(app, client, admin, make_user):
     nurse = make_user(NURSE, full_name="Pat Nurse")
-    for slug in [
-        "role",
-        "bypass",
-        "reset-mfa",
-        "unlock",
-        "forget-devices",
-        "sign-out-everywhere",
-        "deactivate",
-        "reactivate",
-        "resend-invitation",
-    ]:
+    for slug in ACTION_SLUGS:
         page = client.get(f"/admin/users/{nurse}/{slug}")
         assert page.status_code == 200, slug
         assert f'action="/admin/users/{nurse}/{slug}"' in text(page)

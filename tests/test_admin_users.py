@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from html import unescape
 
-import pyotp
 import pytest
 import sqlalchemy as sa
 import time_machine
@@ -20,24 +18,11 @@ import time_machine
 from models import Role, SignInThrottle, User, UserSession, db
 from models.sessions import ENDED
 from services import throttle
+from tests.admin_helpers import text
 from tests.clinic_seed import seed_clinic
-from tests.conftest import AuthActions
+from tests.conftest import ADMIN
 
-ADMIN = "boss@clinic.example"
 T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def admin(app, client, auth, make_user, enrol_totp) -> AuthActions:
-    admin_id = make_user(ADMIN, role="Administrator", full_name="Bo Boss")
-    secret, _ = enrol_totp(admin_id)
-    auth.login(ADMIN)
-    assert auth.verify_totp(pyotp.TOTP(secret).now()).status_code == 303
-    return auth
-
-
-def text(response) -> str:
-    return unescape(response.get_data(as_text=True))
 
 
 def ids_on(response) -> list[int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from html import unescape
 
 import pyotp
 import pytest
@@ -20,7 +19,6 @@ import sqlalchemy as sa
 import time_machine
 
 from models import (
-    AuditEvent,
     MfaFactor,
     MfaSetup,
     RecoveryCode,
@@ -32,19 +30,10 @@ from models import (
 )
 from models.sessions import ACTIVE, ENDED, PENDING, STEP_SETUP
 from services import localtime
-from tests.conftest import PASSWORD, AuthActions, make_app, release_together
+from tests.admin_helpers import events, text
+from tests.conftest import ADMIN, PASSWORD, AuthActions, make_app, release_together
 
-ADMIN = "boss@clinic.example"
 NURSE = "nurse@clinic.example"
-
-
-@pytest.fixture
-def admin(app, client, auth, make_user, enrol_totp) -> AuthActions:
-    admin_id = make_user(ADMIN, role="Administrator", full_name="Bo Boss")
-    secret, _ = enrol_totp(admin_id)
-    auth.login(ADMIN)
-    assert auth.verify_totp(pyotp.TOTP(secret).now()).status_code == 303
-    return auth
 
 
 @pytest.fixture
@@ -61,19 +50,6 @@ def nurse(app, make_user, enrol_totp) -> int:
         db.session.add(TrustedLocation(user_id=user_id, ip="192.0.2.7", expires_at=later))
         db.session.commit()
     return user_id
-
-
-def text(response) -> str:
-    return unescape(response.get_data(as_text=True))
-
-
-def events(app, name: str) -> list[AuditEvent]:
-    with app.app_context():
-        return list(
-            db.session.scalars(
-                sa.select(AuditEvent).where(AuditEvent.event == name).order_by(AuditEvent.id)
-            )
-        )
 
 
 def grant(admin: AuthActions, user_id: int, hours: str = "8", **kw):
