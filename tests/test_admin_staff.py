@@ -354,7 +354,9 @@ def test_deactivate_ends_their_sessions_at_once(app, client, admin, make_user, m
         assert [tuple(s) for s in states] == [("ended", "deactivated")]
     assert AuthActions(app.test_client()).login(NURSE).status_code == 422
     assert [m["Subject"] for m in mailbox.to(NURSE)] == ["Your account was switched off"]
-    assert len(events(app, "admin.user_deactivated")) == 1
+    [event] = events(app, "admin.user_deactivated")
+    assert (event.actor_id, event.subject_id) == (admin.user_id, nurse)
+    assert event.details == {"before": {"active": True}, "after": {"active": False}}
     page = text(client.get(f"/admin/users/{nurse}"))
     assert "Pat Nurse's account is switched off; they were signed out everywhere." in page
     assert f'href="/admin/users/{nurse}/reactivate"' in page

@@ -151,7 +151,13 @@ def _sign_out_everywhere(person: User, form: FlaskForm) -> str:
 def _deactivate(person: User, form: FlaskForm) -> str:
     if not staff.deactivate(current_user, person):
         return f"{person.display_name}'s account was already switched off."
-    audit.record("admin.user_deactivated", actor=current_user, subject=person)
+    audit.record(
+        "admin.user_deactivated",
+        actor=current_user,
+        subject=person,
+        before={"active": True},
+        after={"active": False},
+    )
     db.session.commit()
     notify.changed_by_admin(person, "deactivated", by=current_user)
     return f"{person.display_name}'s account is switched off; they were signed out everywhere."
@@ -160,7 +166,13 @@ def _deactivate(person: User, form: FlaskForm) -> str:
 def _reactivate(person: User, form: FlaskForm) -> str:
     if not staff.reactivate(person):
         return f"{person.display_name}'s account was already on."
-    audit.record("admin.user_reactivated", actor=current_user, subject=person)
+    audit.record(
+        "admin.user_reactivated",
+        actor=current_user,
+        subject=person,
+        before={"active": False},
+        after={"active": True},
+    )
     db.session.commit()
     notify.changed_by_admin(person, "reactivated", by=current_user)
     return f"{person.display_name}'s account is switched on again."

@@ -61,7 +61,8 @@ def _form_for(user: User) -> UserRulesForm:
 
 @bp.get("/users/find")
 def find_user() -> ResponseReturnValue:
-    """Open one person's page by email address (until the users list exists)."""
+    """Open one person's page by email address (the security page's "Set a rule for one
+    person"; the users page searches by name too)."""
     email = request.args.get("email", "")[:254]
     user = by_email(email) if email.strip() else None
     if user is None:
