@@ -29,7 +29,7 @@ from models import (
     db,
 )
 from models.sessions import ACTIVE, ENDED, PENDING, STEP_SETUP
-from services import localtime
+from services import localtime, policy, staff, user_list
 from tests.admin_helpers import events, text
 from tests.conftest import ADMIN, PASSWORD, AuthActions, make_app, release_together
 
@@ -212,6 +212,15 @@ def test_it_expires(app, admin, nurse, set_policy):
     with app.app_context():
         until = db.session.get(User, nurse).mfa_bypass_until
     with time_machine.travel(until, tick=False):
+        # No longer shown as pending: not on the person's page nor in the list's filter.
+        with app.test_request_context():
+            person = db.session.get(User, nurse)
+            assert staff.access_of(person).bypass_until is None
+            shown = user_list.find(
+                user_list.Query(status="bypass"), policy.current(), datetime.now(UTC)
+            )
+            assert shown.total == 0
+            db.session.rollback()
         late = AuthActions(app.test_client())
         assert late.login(NURSE).headers["Location"] == "/"
         assert [e.details["reason"] for e in events(app, "sign_in.password_ok")][-1] == (
