@@ -144,6 +144,22 @@ def test_an_invitation_works_once(app, admin, mailbox):
     assert refused.status_code == 410
 
 
+def test_racing_requests_spend_an_invitation_once(app, admin, mailbox):
+    """Both found the link usable; the conditional UPDATE lets one password through."""
+    from services import emailed_links, invitations
+
+    add(admin, role=str(role_id(app, "Practitioner")))
+    token = invitation_in(mailbox).rsplit("/", 1)[1]
+    with app.test_request_context():
+        first = emailed_links.usable(token, emailed_links.INVITATION)
+        second = emailed_links.usable(token, emailed_links.INVITATION)
+        assert first is not None and second is not None
+        assert invitations.accept(first, NEW_PASSWORD) is True
+        assert invitations.accept(second, "the racer's long passphrase") is False
+    assert AuthActions(app.test_client()).login(NEW, NEW_PASSWORD).status_code == 303
+    assert len(events(app, "invitation.accepted")) == 1
+
+
 def test_an_invitation_expires_after_72_hours(app, admin, mailbox):
     add(admin, role=str(role_id(app, "Practitioner")))
     path = invitation_in(mailbox)
