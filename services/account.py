@@ -30,6 +30,13 @@ def reset_mfa(user: User) -> None:
     sessions.end_all_for(user.id, reason="mfa_reset")
 
 
+def forget_devices(user: User) -> tuple[int, int]:
+    """Forget every remembered device and end the sessions, which a lost or stolen device may
+    hold; (devices forgotten, sessions ended)."""
+    forgotten = devices.revoke_all(user.id)
+    return forgotten, sessions.end_all_for(user.id, reason="devices_forgotten")
+
+
 def sign_out_everywhere(user: User) -> int:
     """End every session and forget every trusted address; how many sessions ended."""
     locations.forget_all(user.id)

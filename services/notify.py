@@ -177,8 +177,9 @@ ADMIN_CHANGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "devices_forgotten": (
         "Your remembered devices were forgotten",
         (
-            "{by} made every device that remembered you forget it. At your next sign-in on "
-            "each of them you will be asked for your code again.",
+            "{by} made every device that remembered you forget it, and signed you out "
+            "everywhere. At your next sign-in on each of them you will be asked for your code "
+            "again.",
         ),
     ),
     "signed_out_everywhere": (

@@ -468,10 +468,17 @@ def test_forget_devices_and_sign_out_everywhere(app, client, admin, make_user, m
     page = text(client.get(f"/admin/users/{nurse}"))
     assert "1 remembered device, 1 trusted address" in page
     assert act(admin, nurse, "forget-devices").status_code == 303
-    assert "Forgot 1 remembered device." in text(client.get(f"/admin/users/{nurse}"))
-    assert theirs.client.get("/").status_code == 200  # devices only
-    assert act(admin, nurse, "sign-out-everywhere").status_code == 303
+    assert "Forgot 1 remembered device; they were signed out everywhere." in text(
+        client.get(f"/admin/users/{nurse}")
+    )
+    # A lost device may still be signed in: forgetting devices ends the sessions too.
     assert theirs.client.get("/").status_code == 303
+    [forgot] = events(app, "admin.devices_forgotten")
+    assert forgot.details == {"devices": 1, "sessions": 1}
+    again = AuthActions(app.test_client())
+    assert again.login(NURSE).status_code == 303 and again.client.get("/").status_code == 200
+    assert act(admin, nurse, "sign-out-everywhere").status_code == 303
+    assert again.client.get("/").status_code == 303
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(RememberedDevice.id))) == 0
         assert db.session.scalar(sa.select(sa.func.count(TrustedLocation.id))) == 0

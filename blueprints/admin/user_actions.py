@@ -30,7 +30,6 @@ from services import (
     account,
     audit,
     bypass,
-    devices,
     emailed_links,
     invitations,
     localtime,
@@ -40,6 +39,7 @@ from services import (
 )
 from services.links import external_url
 from services.users import UserInputError
+from services.wording import plural
 
 
 @dataclass(frozen=True)
@@ -131,13 +131,19 @@ def _unlock(person: User, form: FlaskForm) -> str:
 
 
 def _forget_devices(person: User, form: FlaskForm) -> str:
-    forgotten = devices.revoke_all(person.id)
-    audit.record("admin.devices_forgotten", actor=current_user, subject=person, count=forgotten)
+    forgotten, ended = account.forget_devices(person)
+    audit.record(
+        "admin.devices_forgotten",
+        actor=current_user,
+        subject=person,
+        devices=forgotten,
+        sessions=ended,
+    )
     db.session.commit()
     if not forgotten:
         return f"{person.display_name} had no remembered devices."
     notify.changed_by_admin(person, "devices_forgotten", by=current_user)
-    return f"Forgot {forgotten} remembered device{'s' if forgotten != 1 else ''}."
+    return f"Forgot {plural(forgotten, 'remembered device')}; they were signed out everywhere."
 
 
 def _sign_out_everywhere(person: User, form: FlaskForm) -> str:
