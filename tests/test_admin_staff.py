@@ -530,3 +530,14 @@ def test_cli_unlock_uses_the_same_rule(app, runner, make_user):
         {"via": "cli", "password": True, "second_factor": False},
     )
     assert PASSWORD  # the nurse signs in again with it
+
+
+def test_the_add_form_starts_on_a_role_that_is_not_administrator(app, client, admin):
+    page = text(client.get("/admin/users/new"))
+    practitioner = role_id(app, "Practitioner")
+    assert f'<option selected value="{practitioner}">Practitioner</option>' in page
+    assert "They get an email with a link to choose their password" in page
+    refused = admin.post("/admin/users/new", {"email": NEW, "full_name": "Nia Starter"})
+    assert refused.status_code == 422  # no role sent: nothing is assumed
+    with app.app_context():
+        assert db.session.scalar(sa.select(User).where(User.email == NEW)) is None

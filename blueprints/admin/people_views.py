@@ -21,7 +21,7 @@ from blueprints.auth.fresh import fresh_required
 from blueprints.htmx import redirect_to, render
 from models import Role, db
 from models.types import utcnow
-from models.user import OVERRIDE_DEFAULT
+from models.user import ADMINISTRATOR, OVERRIDE_DEFAULT
 from services import emailed_links, invitations, policy, rollout, user_list
 from services.links import external_url
 from services.overrides import OVERRIDE_LABELS
@@ -82,9 +82,9 @@ def users() -> ResponseReturnValue:
     return render(PAGE, RESULTS, found=found, **context)
 
 
-def _add_form() -> AddUserForm:
+def _add_form(roles: list[Role]) -> AddUserForm:
     form = AddUserForm()
-    form.role.choices = [SelectChoice(str(role.id), role.name) for role in rollout.roles()]
+    form.role.choices = [SelectChoice(str(role.id), role.name) for role in roles]
     return form
 
 
@@ -101,12 +101,10 @@ def _render_add(form: AddUserForm, status: int = 200) -> ResponseReturnValue:
 @bp.get("/users/new")
 def new_user() -> ResponseReturnValue:
     """The form to add a person: email, name, role, mobile number."""
-    form = _add_form()
-    if form.role.data is None:
-        form.role.data = next(
-            (value for value, label, *_ in form.role.iter_choices() if label == "Practitioner"),
-            None,
-        )
+    roles = rollout.roles()
+    form = _add_form(roles)
+    # Preselected: the first role that is not Administrator, the safer slip.
+    form.role.data = next((str(r.id) for r in roles if r.name != ADMINISTRATOR), None)
     return _render_add(form)
 
 
@@ -119,7 +117,7 @@ def new_user_post() -> ResponseReturnValue:
     emailed (303 or HX-Redirect to their page); added but the mail server refused (their page
     says so, with "Resend invitation"). Audited either way.
     """
-    form = _add_form()
+    form = _add_form(rollout.roles())
     if not form.validate_on_submit():
         return _render_add(form, 422)
     role = db.session.get(Role, int(form.role.data))
