@@ -276,6 +276,16 @@ def test_change_a_role_ends_their_sessions_and_tells_them(app, client, admin, ma
     )
 
 
+def test_a_role_change_without_a_role_is_refused(app, admin, make_user):
+    nurse = make_user(NURSE, full_name="Pat Nurse")
+    for data in ({}, {"role": ""}, {"role": "999"}, {"role": "Administrator"}):
+        response = act(admin, nurse, "role", data)
+        assert response.status_code == 422, data
+        assert '<p class="error" id="role-error">Not a valid choice.</p>' in text(response)
+    assert user(app, nurse).role.name == "Practitioner"
+    assert events(app, "admin.role_changed") == []
+
+
 def test_an_admin_cannot_remove_their_own_admin_role(app, admin, make_user):
     make_user("second.admin@clinic.example", role="Administrator")
     response = act(admin, admin.user_id, "role", {"role": str(role_id(app, "Practitioner"))})

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import abort, flash, url_for
+from flask import Response, abort, flash, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -44,7 +44,7 @@ from services.wording import plural
 
 @dataclass(frozen=True)
 class Action:
-    name: str  # the endpoint is admin.user_<name>, and the confirmation's words in _action.html
+    name: str  # the endpoint is admin.user_<name>; its words in admin/_user_action.html
     slug: str  # the last segment of the URL
     label: str  # the button on the person's page
     form: Callable[[User], FlaskForm]
@@ -57,7 +57,7 @@ class Action:
 def _role_form(person: User) -> RoleForm:
     form = RoleForm()
     form.role.choices = [SelectChoice(str(role.id), role.name) for role in rollout.roles()]
-    if form.role.data is None:
+    if request.method == "GET":  # a POST without a role is refused, not read as "no change"
         form.role.data = str(person.role_id)
     return form
 
@@ -271,7 +271,7 @@ def _person(user_id: int) -> User:
     return person
 
 
-def _confirmation(action: Action, person: User, form: FlaskForm, status: int = 200):
+def _confirmation(action: Action, person: User, form: FlaskForm, status: int = 200) -> Response:
     return render(
         "admin/user_action.html",
         "admin/_user_action.html",
