@@ -173,3 +173,23 @@ def test_pages_of_people_and_sorting(page, live_server, crowd):
     header = page.locator("th[aria-sort]")
     assert header.get_attribute("aria-sort") == "descending"
     assert FRONT_DESK  # Robin Front is among them, under R
+
+
+def test_back_after_a_search_shows_the_list_before_it(page, live_server, crowd):
+    """The search pushes its URL; Back shows the whole list again (asked of the server: the
+    page keeps names out of htmx's history cache)."""
+    base = live_server.url
+    open_admin(page, base, crowd)
+    page.goto(base + "/admin/users")
+    search = page.get_by_role("searchbox", name="Search by name or email")
+    search.fill("robin")
+    if not page.js_enabled:
+        search.press("Enter")
+    page.wait_for_url(re.compile(r".*q=robin"))
+    expect(page.locator("#results tbody tr")).to_have_count(1)
+    page.go_back()
+    page.wait_for_url(base + "/admin/users")
+    expect(page.locator("#results tbody tr")).to_have_count(25)
+    if page.js_enabled:
+        cached = page.evaluate("sessionStorage.getItem('htmx-history-cache') || ''")
+        assert "clinic.example" not in cached, cached[:300]
