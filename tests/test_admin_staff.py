@@ -551,3 +551,27 @@ def test_the_add_form_starts_on_a_role_that_is_not_administrator(app, client, ad
     assert refused.status_code == 422  # no role sent: nothing is assumed
     with app.app_context():
         assert db.session.scalar(sa.select(User).where(User.email == NEW)) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("GET /invitation/abc_DEF-123 HTTP/1.1", "GET /invitation/[redacted] HTTP/1.1"),
+        ("GET /invit%61tion/abc HTTP/1.1", "GET /invit%61tion/[redacted] HTTP/1.1"),
+        ("GET /invitation HTTP/1.1", "GET /invitation HTTP/1.1"),
+    ],
+)
+def test_invitation_tokens_stay_out_of_logs(line, expected):
+    from services.links import redact_tokens
+
+    assert redact_tokens(line) == expected
+
+
+def test_the_invitation_page_sends_no_referrer_and_no_token_in_its_url(app, admin, mailbox):
+    add(admin, role=str(role_id(app, "Practitioner")))
+    browser = AuthActions(app.test_client())
+    opened = browser.client.get(invitation_in(mailbox))
+    assert opened.headers["Location"] == "/invitation"
+    page = browser.client.get("/invitation")
+    assert page.status_code == 200 and page.headers["Referrer-Policy"] == "no-referrer"
+    assert 'hx-history="false"' in text(page)
