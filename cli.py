@@ -51,7 +51,9 @@ from services import (
 from services.links import external_url
 from services.users import UserInputError, by_email, create_user, role_named
 
-users_cli = AppGroup("users", help="Create, list, unlock and reset staff users.")
+users_cli = AppGroup(
+    "users", help="Create, list, unlock and reset staff users; grant a one-time bypass."
+)
 policy_cli = AppGroup("policy", help="Show or change the clinic's MFA policy.")
 rollout_cli = AppGroup("rollout", help="Roll two-step sign-in out role by role.")
 keys_cli = AppGroup("keys", help="Encryption keys for second-factor secrets.")
