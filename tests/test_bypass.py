@@ -325,3 +325,18 @@ def test_cli_grants_it_too(app, runner, nurse, mailbox, set_policy):
     assert unknown.exit_code == 1 and "No user with the email nobody@clinic.example." in (
         unknown.output
     )
+
+
+def test_a_factor_set_up_meanwhile_is_asked_for_and_the_grant_kept(app, nurse, enrol_totp):
+    """The grant stands in for a missing factor only: someone who has one is asked for it
+    (the order in signin.decide), and the grant is not spent by that sign-in."""
+    from services import signin
+
+    with app.test_request_context("/sign-in", method="POST"):
+        person = db.session.get(User, nurse)
+        person.mfa_bypass_until = datetime.now(UTC) + timedelta(hours=1)
+        db.session.commit()
+        decision = signin.decide_and_claim(person, policy.current())
+        assert (decision.next, decision.bypass) == (signin.Next.CHALLENGE, False)
+        db.session.commit()
+        assert db.session.get(User, nurse).mfa_bypass_until is not None
