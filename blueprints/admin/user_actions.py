@@ -154,34 +154,32 @@ def _sign_out_everywhere(person: User, form: FlaskForm) -> str:
     return f"{person.display_name} was signed out everywhere."
 
 
-def _deactivate(person: User, form: FlaskForm) -> str:
-    if not staff.deactivate(current_user, person):
-        return f"{person.display_name}'s account was already switched off."
+def _switch(person: User, *, on: bool) -> str:
+    """Deactivate (``on`` False) or reactivate the account."""
+    name = person.display_name
+    changed = staff.reactivate(person) if on else staff.deactivate(current_user, person)
+    if not changed:
+        return f"{name}'s account was already {'on' if on else 'switched off'}."
     audit.record(
-        "admin.user_deactivated",
+        "admin.user_reactivated" if on else "admin.user_deactivated",
         actor=current_user,
         subject=person,
-        before={"active": True},
-        after={"active": False},
+        before={"active": not on},
+        after={"active": on},
     )
     db.session.commit()
-    notify.changed_by_admin(person, "deactivated", by=current_user)
-    return f"{person.display_name}'s account is switched off; they were signed out everywhere."
+    notify.changed_by_admin(person, "reactivated" if on else "deactivated", by=current_user)
+    if on:
+        return f"{name}'s account is switched on again."
+    return f"{name}'s account is switched off; they were signed out everywhere."
+
+
+def _deactivate(person: User, form: FlaskForm) -> str:
+    return _switch(person, on=False)
 
 
 def _reactivate(person: User, form: FlaskForm) -> str:
-    if not staff.reactivate(person):
-        return f"{person.display_name}'s account was already on."
-    audit.record(
-        "admin.user_reactivated",
-        actor=current_user,
-        subject=person,
-        before={"active": False},
-        after={"active": True},
-    )
-    db.session.commit()
-    notify.changed_by_admin(person, "reactivated", by=current_user)
-    return f"{person.display_name}'s account is switched on again."
+    return _switch(person, on=True)
 
 
 def _resend_invitation(person: User, form: FlaskForm) -> str:
