@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import config
 from extensions import csrf, login_manager
 from models import db
-from services import localtime, passwords, rollout_notices, static_files
+from services import localtime, passwords, rollout_notices, static_files, throttle
 from services.mail import mail
 from services.mail import transport_problem as mail_transport_problem
 from services.wording import plural
@@ -169,6 +169,10 @@ def _tune_database(engine: Any) -> None:
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # The users list filters on password locks, keyed by a SHA-256 (services/throttle.py).
+        dbapi_connection.create_function(
+            throttle.SQLITE_SHA256, 1, throttle.sqlite_sha256_hex, deterministic=True
+        )
 
 
 def _init_login(app: Flask) -> None:

@@ -4,6 +4,7 @@ flask --app app create-admin EMAIL [--name NAME] [--password-stdin]
 flask --app app users create EMAIL --role ROLE [--name NAME] [--phone PHONE] [--password-stdin]
 flask --app app users list
 flask --app app users unlock EMAIL
+flask --app app users bypass EMAIL [--hours N]
 flask --app app users reset-mfa EMAIL
 flask --app app users set-password EMAIL [--password-stdin]
 flask --app app policy set [--mode off|optional|required] [--methods totp,email,sms]
@@ -34,10 +35,10 @@ from datetime import datetime
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import undefer
 
-from models import DEFAULT_ROLES, ApiToken, MfaFactor, MfaSetup, Role, SignInThrottle, User, db
+from models import DEFAULT_ROLES, ApiToken, MfaFactor, MfaSetup, Role, User, db
 from models.policy import MODES
 from models.types import utcnow
 from models.user import ADMINISTRATOR, OVERRIDES, ROLE_MODES
@@ -46,6 +47,7 @@ from services import (
     api_access,
     audit,
     audit_log,
+    bypass,
     crypto,
     localtime,
     notify,
@@ -54,14 +56,14 @@ from services import (
     readiness,
     rollout,
     rollout_notices,
-    throttle,
-    wrong_codes,
 )
 from services.api_access import ApiAccessError
 from services.links import external_url
 from services.users import UserInputError, by_email, create_user, role_named
 
-users_cli = AppGroup("users", help="Create, list, unlock and reset staff users.")
+users_cli = AppGroup(
+    "users", help="Create, list, unlock and reset staff users; grant a one-time bypass."
+)
 policy_cli = AppGroup("policy", help="Show or change the clinic's MFA policy.")
 rollout_cli = AppGroup("rollout", help="Roll two-step sign-in out role by role.")
 keys_cli = AppGroup("keys", help="Encryption keys for second-factor secrets.")
@@ -146,15 +148,48 @@ def _user(email: str) -> User:
 @click.argument("email")
 def users_unlock(email: str) -> None:
     """Clear password throttling and any second-factor lock for an email address."""
-    db.session.execute(
-        delete(SignInThrottle).where(SignInThrottle.key == throttle.email_key(email))
+    unlocked = account.unlock(email)
+    audit.record(
+        "user.unlocked",
+        subject=by_email(email),
+        via="cli",
+        password=unlocked.password,
+        second_factor=unlocked.second_factor,
     )
-    user = by_email(email)
-    if user is not None:
-        wrong_codes.unlock(user)
-    audit.record("user.unlocked", subject=user, via="cli")
     db.session.commit()
     click.echo(f"Unlocked {email.strip().lower()}.")
+
+
+@users_cli.command("bypass")
+@click.argument("email")
+@click.option(
+    "--hours",
+    type=int,
+    default=bypass.DEFAULT_HOURS,
+    show_default=True,
+    help=f"How long the grant holds, 1 to {bypass.MAX_HOURS}.",
+)
+def users_bypass(email: str, hours: int) -> None:
+    """Let someone who lost their phone sign in once without a code, into setup (ADM-6).
+
+    Their factors, recovery codes, remembered devices and trusted addresses are cleared and
+    their sessions end at once; their own rule (override) is left as it is.
+    """
+    user = _user(email)
+    try:
+        until = bypass.grant(user, hours, actor=None)
+    except UserInputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit.record(
+        "admin.bypass_granted", subject=user, via="cli", hours=hours, until=until.isoformat()
+    )
+    db.session.commit()
+    notify.changed_by_admin(user, "bypass_granted", by=None, until=localtime.when(until))
+    db.session.commit()
+    click.echo(
+        f"{user.email} may sign in once without a code until {localtime.when(until)}, "
+        "straight into setting it up again. They were emailed."
+    )
 
 
 @users_cli.command("reset-mfa")

@@ -136,6 +136,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MFA_CODE_SENDS_PER_HOUR": 5,
         "MFA_CODE_WRONG_TRIES": 5,
         "MFA_PASSWORD_RESET_VALID_FOR": timedelta(minutes=30),
+        # An invitation to new staff: the emailed link to choose their password.
+        "MFA_INVITATION_VALID_FOR": timedelta(hours=72),
         # SMS gateway: console (prints), webhook (signed JSON POST) or twilio. None in
         # production until one is chosen: SMS cannot be allowed then.
         "MFA_SMS_GATEWAY": os.environ.get("MFA_SMS_GATEWAY") or (None if production else "console"),

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pyotp
@@ -239,3 +240,104 @@ def seed(count: int, password_hash: str) -> tuple[list[BenchUser], float]:
             db.session.remove()
             db.engine.dispose()
     return users, time.perf_counter() - started
+
+
+# The users page is measured over a clinic of at least this many people (PERF-2: 5,000), of
+# whom at least STAFF_MIX are not sign-in Practitioners, so that its filters find people.
+CLINIC_SIZE = 5_000
+STAFF_MIX = 1_000
+ADMIN_EMAIL = "bench-admin@clinic.example"
+FIRST = ("Ada", "Ben", "Cai", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jo", "Kim", "Lou")
+LAST = ("Lim", "Ortiz", "Hart", "Moss", "Ward", "Nguyen", "Singh", "Brown", "Rossi", "Khan")
+
+
+def seed_staff(existing: int, password_hash: str) -> tuple[BenchUser, int, float]:
+    """Top the clinic up to CLINIC_SIZE people (at least STAFF_MIX more) of every kind the
+    users page shows (every role; no factor, an app or email codes; exempt, switched off,
+    invited, locked, a pending bypass) and add the Administrator who reads the page. Returns
+    that admin, how many people there are now, and the seconds taken. Bulk inserts."""
+    from app import create_app
+    from models import MfaFactor, Role, SignInThrottle, User, db
+    from models.types import utcnow
+    from services import crypto, throttle
+
+    started = time.perf_counter()
+    admin = BenchUser(ADMIN_EMAIL, pyotp.random_base32(32))
+    extra = max(STAFF_MIX, CLINIC_SIZE - existing - 1)
+    app = create_app()
+    with app.app_context():
+        try:
+            roles = dict(db.session.execute(sa.select(Role.name, Role.id)).all())
+            now = utcnow()
+            people = [
+                {
+                    "email": ADMIN_EMAIL,
+                    "full_name": "Bench Administrator",
+                    "password_hash": password_hash,
+                    "role_id": roles["Administrator"],
+                }
+            ]
+            for n in range(extra):
+                role = "Administrator" if n % 50 == 0 else ("Reception", "Location", ROLE)[n % 3]
+                people.append(
+                    {
+                        "email": f"staff-{n:05d}@clinic.example",
+                        "full_name": f"{FIRST[n % len(FIRST)]} {LAST[n // 7 % len(LAST)]} {n}",
+                        "password_hash": None if n % 97 == 0 else password_hash,
+                        "role_id": roles[role],
+                        "mfa_override": "exempt" if n % 17 == 0 else "default",
+                        "active": n % 41 != 0,
+                        "mfa_locked_until": now + timedelta(minutes=15) if n % 53 == 0 else None,
+                        "mfa_bypass_until": now + timedelta(hours=8) if n % 89 == 0 else None,
+                    }
+                )
+            db.session.execute(sa.insert(User), people[:1])
+            if extra:
+                db.session.execute(sa.insert(User), people[1:])
+            ids = dict(
+                db.session.execute(
+                    sa.select(User.email, User.id).where(
+                        User.email.like("staff-%") | (User.email == ADMIN_EMAIL)
+                    )
+                ).all()
+            )
+            factors = [
+                {
+                    "user_id": ids[ADMIN_EMAIL],
+                    "kind": "totp",
+                    "is_default": True,
+                    "secret_encrypted": crypto.encrypt(admin.secret),
+                }
+            ]
+            for n in range(extra):
+                kind = (None, "totp", "email")[n % 3 if n % 5 else 0]
+                if kind is not None:
+                    email = f"staff-{n:05d}@clinic.example"
+                    factors.append(
+                        {
+                            "user_id": ids[email],
+                            "kind": kind,
+                            "is_default": True,
+                            "secret_encrypted": crypto.encrypt(pyotp.random_base32(32))
+                            if kind == "totp"
+                            else None,
+                            "target": email if kind == "email" else None,
+                        }
+                    )
+            db.session.execute(sa.insert(MfaFactor), factors)
+            throttled = [
+                {
+                    "key": throttle.email_key(f"staff-{n:05d}@clinic.example"),
+                    "failures": 100,
+                    "last_failure_at": now,
+                }
+                for n in range(0, extra, 61)
+            ]
+            if throttled:
+                db.session.execute(sa.insert(SignInThrottle), throttled)
+            total = db.session.scalar(sa.select(sa.func.count(User.id))) or 0
+            db.session.commit()
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+    return admin, total, time.perf_counter() - started

@@ -15,6 +15,8 @@ from bench.audit_page import AuditPageResult
 from bench.inprocess import IN_PROCESS_WARMUP, InProcessResult
 from bench.load import LoadResult
 from bench.signin import CODE_POST, HEALTHZ, STEPS, WHOLE
+from bench.users_page import WARMUP as PAGE_WARMUP
+from bench.users_page import UsersPageResult
 
 # PERF-2 targets.
 CODE_VS_FLOOR_MIN = 0.60
@@ -22,6 +24,8 @@ CODE_POST_STATEMENTS_MAX = 4
 SIGN_IN_WITHOUT_HASH_MAX_S = 0.010
 CODE_STEP_SERVER_MAX_S = 0.005
 WORKER_RSS_MAX_MB = 60.0
+USERS_PAGE_MAX_S = 0.100
+USERS_PAGE_PEOPLE = 5_000
 
 LATENCY_HEADERS = ("n", "p50 ms", "p95 ms", "p99 ms")
 
@@ -44,6 +48,8 @@ class Report:
     memory_after: dict[int, dict[str, float]] = field(default_factory=dict)
     inproc: InProcessResult | None = None
     audit: AuditPageResult | None = None
+    people: int = 0  # everyone in the database, for the users page
+    users_page: UsersPageResult | None = None
     server_log_tail: str = ""
     load_average: str = ""
     pool_waits: int = 0
@@ -122,6 +128,9 @@ class Perf2:
     largest_worker_rss_mb: float | None
     audit_page_s: float | None = None  # the slowest audit page (median of its requests)
     audit_events: int = 0
+    users_page_s: float | None = None  # the slowest view's median
+    users_page_people: int = 0
+    users_page_same_statements: bool | None = None
 
 
 def perf2_figures(report: Report) -> Perf2:
@@ -144,6 +153,7 @@ def perf2_figures(report: Report) -> Perf2:
         if "VmRSS" in m and pid != report.master_pid
     ]
     audit = report.audit
+    page = report.users_page
     return Perf2(
         ratio,
         statements,
@@ -152,6 +162,9 @@ def perf2_figures(report: Report) -> Perf2:
         max(rss) if rss else None,
         audit.slowest_s if audit else None,
         audit.events if audit else 0,
+        page.slowest_median_s if page else None,
+        page.people if page else 0,
+        page.same_statements_at_both_page_sizes if page else None,
     )
 
 
@@ -263,6 +276,30 @@ def in_process_lines(report: Report, figures: Perf2) -> list[str]:
     ]
 
 
+def users_page_lines(report: Report) -> list[str]:
+    page = report.users_page
+    if page is None:
+        return []
+    rows = [
+        [
+            label,
+            view.matched,
+            view.statements,
+            ms(median(view.seconds)),
+            ms(percentile(view.seconds, 0.95)),
+        ]
+        for label, view in page.views.items()
+    ]
+    same = page.same_statements_at_both_page_sizes
+    return [
+        "",
+        f"6. The users page, in-process (app.test_client(), same database): {page.people} "
+        f"people, an Administrator signed in; each view timed after {PAGE_WARMUP} warm-up",
+        *table(["view", "people matching", "SQL statements", "median ms", "p95 ms"], rows),
+        f"  statements at 25 and at 200 a page: {'the same' if same else 'DIFFERENT'}",
+    ]
+
+
 def memory_lines(report: Report) -> list[str]:
     rows: list[list[object]] = []
     names = {report.master_pid: "master"}
@@ -371,6 +408,19 @@ def summary_lines(figures: Perf2) -> list[str]:
             lambda v: f"{v:.1f} MB",
             lambda v: v < WORKER_RSS_MAX_MB,
         ),
+        row(
+            f"users page over {USERS_PAGE_PEOPLE:,} people < {USERS_PAGE_MAX_S * 1000:.0f} ms "
+            "(slowest view, median)",
+            figures.users_page_s if figures.users_page_people >= USERS_PAGE_PEOPLE else None,
+            lambda v: f"{ms(v)} ms",
+            lambda v: v < USERS_PAGE_MAX_S,
+        ),
+        row(
+            "users page SQL statements the same at 25 and 200 a page",
+            figures.users_page_same_statements,
+            lambda v: "same" if v else "different",
+            bool,
+        ),
     ]
     if figures.audit_events:
         rows.append(
@@ -395,6 +445,7 @@ def print_report(report: Report) -> None:
         *in_process_lines(report, figures),
         *memory_lines(report),
         *audit_lines(report),
+        *users_page_lines(report),
         *server_log_lines(report),
         *summary_lines(figures),
         "",

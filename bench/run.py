@@ -9,7 +9,9 @@ In order, inside a three-minute budget:
    codes posted together, then one at a time); then GET /healthz as the floor.
 3. Read each worker's memory, stop gunicorn, and replay sign-ins in-process with a statement
    counter on the engine: SQL statements per request and server time per step.
-4. Seed a million audit events in bulk and time the audit page in-process under several
+4. The users page over a clinic of 5,000 people, in-process: server time and SQL statements
+   of each view (search, filters, sort, two page sizes).
+5. Seed a million audit events in bulk and time the audit page in-process under several
    filters, first page and a deep one, with its SQL statements (bench/audit_page.py).
 5. Print the figures and the PERF-2 targets. A missed target is reported, not an exit status.
 
@@ -36,6 +38,7 @@ from bench.database import (
     migrate,
     patched_environ,
     seed,
+    seed_staff,
     temporary_directory,
 )
 from bench.inprocess import IN_PROCESS_WARMUP, in_process
@@ -44,7 +47,8 @@ from bench.phases import floor_load, full_sign_ins, post_codes, prepare_pending
 from bench.progress import log
 from bench.report import Report, print_report
 from bench.server import ROOT, Server, gunicorn, gunicorn_memory, log_tail
-from bench.users import MAX_USERS, TOTP_PERIOD, UserPool, users_needed, verify_seconds
+from bench.users import MAX_USERS, TOTP_PERIOD, BenchUser, UserPool, users_needed, verify_seconds
+from bench.users_page import users_page
 
 # The whole run, cleanup included, must end within three minutes; this leaves a margin. The
 # audit page's million events take about a third of it.
@@ -60,6 +64,7 @@ LATER_PHASES_S = {
     "in-process": 10.0,
     "audit seed": 45.0,
     "audit pages": 12.0,
+    "users page": 10.0,
     "teardown": 6.0,
 }
 WARMUP_S = 1.0  # full sign-ins before phase 1, so template compiling is not measured
@@ -116,6 +121,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1_000_000,
         help="audit events behind the audit page (default 1000000; 0 skips that phase)",
     )
+    parser.add_argument(
+        "--page-views", type=int, default=20, help="timed requests per users-page view"
+    )
     args = parser.parse_args(argv)
     limits = {
         "concurrency": (1, 64),
@@ -128,6 +136,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "in_process": (1, 500),
         "users": (0, MAX_USERS),
         "audit_events": (0, 2_000_000),
+        "page_views": (1, 200),
     }
     for name, (low, high) in limits.items():
         if not low <= getattr(args, name) <= high:
@@ -143,7 +152,7 @@ def run(args: argparse.Namespace, budget: Budget) -> Report:
         database = stack.enter_context(bench_database(tmp))
         report.database = database.label
         stack.enter_context(patched_environ(app_environment(database.url, tmp)))
-        pool, password, password_hash = set_up_users(args, report)
+        pool, password, password_hash, admin = set_up_users(args, report)
 
         server_log = tmp / "gunicorn.log"
         with gunicorn(args.workers, args.threads, server_log) as server:
@@ -166,6 +175,10 @@ def run(args: argparse.Namespace, budget: Budget) -> Report:
             pool, password, password_hash, args.in_process, phase_end(budget, "in-process")
         )
         report.pool_waits = pool.waits
+        log(f"users page: {report.people} people, each view {args.page_views} times")
+        report.users_page = users_page(
+            admin, password, report.people, args.page_views, phase_end(budget, "users page")
+        )
         if args.audit_events:
             report.audit = audit_phase(args.audit_events, password, password_hash, budget)
     report.elapsed_s = budget.elapsed()
@@ -202,9 +215,10 @@ def note_machine_state(report: Report) -> None:
         )
 
 
-def set_up_users(args: argparse.Namespace, report: Report) -> tuple[UserPool, str, str]:
-    """Migrate, then seed enough users for the rate argon2 allows; returns the pool, the
-    password every user shares, and its hash."""
+def set_up_users(args: argparse.Namespace, report: Report) -> tuple[UserPool, str, str, BenchUser]:
+    """Migrate, seed enough users for the rate argon2 allows, then the rest of a 5,000-person
+    clinic and its Administrator; returns the pool, the password everyone shares, its hash,
+    and the Administrator."""
     from services.passwords import hash_password
 
     log(f"database: {report.database}; migrating")
@@ -222,13 +236,16 @@ def set_up_users(args: argparse.Namespace, report: Report) -> tuple[UserPool, st
         if args.users
         else f"enough users that none signs in twice within a {TOTP_PERIOD} s TOTP step"
     )
+    admin, report.people, staff_s = seed_staff(count, password_hash)
     report.setup_notes += [
         f"migrated in {migrate_s:.1f} s, seeded in {seed_s:.1f} s; argon2id verify takes "
         f"{verify_s * 1000:.0f} ms here,",
         f"so {args.workers} workers sign in at most {args.workers / verify_s:.0f} people/s: "
         f"{enough}",
+        f"then {report.people - count} more people of every kind for the users page, "
+        f"{report.people} in all ({staff_s:.1f} s)",
     ]
-    return UserPool(users), password, password_hash
+    return UserPool(users), password, password_hash, admin
 
 
 def measure_through_gunicorn(

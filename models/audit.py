@@ -1,6 +1,6 @@
 """The audit log (AUTH-5, ADM-9): append-only, and the database holds to it.
 
-Nothing in the app updates or deletes an event, and migration 0010 makes the database refuse
+Nothing in the app updates or deletes an event, and migration 0011 makes the database refuse
 both (triggers on SQLite and PostgreSQL), except for a retention purge run from the command
 line under a permit (``services.audit.purge_permit``) and ``ON DELETE SET NULL`` when a user
 row goes. The indexes serve the viewer's keyset pages: newest first by (created_at, id), alone
@@ -45,7 +45,7 @@ class AuditPurgePermit(Base):
     """SQLite's stand-in for PostgreSQL's ``SET LOCAL clinic_mfa.audit_purge``: while a row
     here says so, the delete trigger lets events older than ``before`` go. The purge inserts
     and deletes it in its own transaction, so no row is ever committed; on PostgreSQL the
-    table stays empty. See migration 0010."""
+    table stays empty. See migration 0011."""
 
     __tablename__ = "audit_purge_permits"
 

@@ -1,4 +1,5 @@
-"""One-time codes sent by email or SMS (FAC-2 to FAC-4), and password-reset links (AUTH-7).
+"""One-time codes sent by email or SMS (FAC-2 to FAC-4), and single-use emailed links: password
+resets (AUTH-7) and invitations to new staff.
 
 Only keyed hashes are stored; a row is also the record that limits how often codes are sent.
 """
@@ -15,6 +16,11 @@ from models.types import UTCDateTime, utcnow
 
 PURPOSE_SIGN_IN = "sign_in"
 PURPOSE_SETUP = "setup"
+
+# What an emailed link is for (PasswordResetToken.purpose): each purpose only opens its own
+# page, and voiding or counting links stays within one purpose.
+LINK_PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose, not a password
+LINK_INVITATION = "invitation"
 
 
 class OneTimeCode(Base):
@@ -44,10 +50,14 @@ class OneTimeCode(Base):
 
 
 class PasswordResetToken(Base):
+    """A single-use emailed link that lets its holder choose a password: "Forgot password?"
+    or an invitation (services/emailed_links.py). The table kept its first purpose's name."""
+
     __tablename__ = "password_reset_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16), default=LINK_PASSWORD_RESET)
     # SHA-256 of a 256-bit random token: the link in the email is the only copy.
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

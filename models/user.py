@@ -53,7 +53,9 @@ class User(UserMixin, Base):
     full_name: Mapped[str] = mapped_column(String(120), default="")
     # E.164, e.g. +61412345678; validated with phonenumbers before it gets here.
     mobile_number: Mapped[str | None] = mapped_column(String(16))
-    password_hash: Mapped[str] = mapped_column(String(255))
+    # None while an invitation is open (services/invitations.py): no password matches it, so
+    # nobody signs in as the person until they have chosen one from the emailed link.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     role_id: Mapped[int] = mapped_column(ForeignKey("roles.id"), index=True)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -70,6 +72,13 @@ class User(UserMixin, Base):
     # follows the clinic's setting.
     same_location: Mapped[bool | None] = mapped_column()
     kind: Mapped[str] = mapped_column(String(8), default=KIND_STAFF, server_default=KIND_STAFF)
+    # A one-time bypass (ADM-6, seed 002), granted by an admin to someone who lost their
+    # phone: until this moment their next password sign-in is let through once, straight
+    # into the setup wizard. Spent (set to None) by that sign-in; services/bypass.py.
+    mfa_bypass_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mfa_bypass_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
 
     role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)
     # Loaded with the session row on MFA requests, so checking a code costs no extra query.
@@ -94,6 +103,11 @@ class User(UserMixin, Base):
     @property
     def is_admin(self) -> bool:
         return self.role.name == ADMINISTRATOR
+
+    @property
+    def invited(self) -> bool:
+        """Created by an admin and not yet signed up: no password chosen yet."""
+        return self.password_hash is None
 
     @property
     def display_name(self) -> str:

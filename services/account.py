@@ -1,5 +1,6 @@
 """A person's own account (ACC-1, ACC-2, AUTH-6, DEV-2): what their security page shows, and
-each change to their credentials with the revocations it implies.
+each change to their credentials with the revocations it implies; and lifting the locks that
+failed attempts put on them (OPS-4).
 
 The rules live here, the security page's views only call them. Every change joins the
 caller's transaction: the caller audits, commits, then emails (services/notify.py), so no
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
 
-from models import ClinicPolicy, MfaFactor, MfaSetup, User, UserSession, db
+from models import ClinicPolicy, MfaFactor, MfaSetup, SignInThrottle, User, UserSession, db
 from models.policy import MODE_REQUIRED
 from services import (
     devices,
@@ -25,10 +26,12 @@ from services import (
     recovery,
     requirement,
     sessions,
+    throttle,
+    wrong_codes,
 )
 from services.passwords import hash_password, password_problem
 from services.requirement import Requirement
-from services.users import UserInputError
+from services.users import UserInputError, by_email
 
 # At this many recovery codes or fewer the page warns (recovery_code_used.txt says the same).
 FEW_RECOVERY_CODES = 3
@@ -282,3 +285,38 @@ def reset_mfa(user: User) -> None:
     """Remove every factor, recovery code and remembered device; end every session."""
     factors.reset_all(user.id)
     sessions.end_all_for(user.id, reason="mfa_reset")
+
+
+def forget_devices(user: User) -> tuple[int, int]:
+    """Forget every remembered device and end the sessions, which a lost or stolen device may
+    hold; (devices forgotten, sessions ended)."""
+    forgotten = devices.revoke_all(user.id)
+    return forgotten, sessions.end_all_for(user.id, reason="devices_forgotten")
+
+
+def sign_out_everywhere(user: User) -> int:
+    """End every session and forget every trusted address; how many sessions ended."""
+    locations.forget_all(user.id)
+    return sessions.end_all_for(user.id, reason="signed_out_everywhere")
+
+
+@dataclass(frozen=True)
+class Unlocked:
+    password: bool  # the address's password throttling was lifted
+    second_factor: bool  # a second-factor lock was lifted
+
+
+def unlock(email: str) -> Unlocked:
+    """Lift the password throttling of ``email`` (known or not: the count is per address)
+    and any lock on its user's second factor. `flask users unlock` and the admin's page."""
+    password = (
+        db.session.execute(
+            delete(SignInThrottle).where(SignInThrottle.key == throttle.email_key(email))
+        ).rowcount
+        or 0
+    ) > 0
+    user = by_email(email)
+    second_factor = user is not None and wrong_codes.lock_of(user) is not None
+    if user is not None:
+        wrong_codes.unlock(user)
+    return Unlocked(password=password, second_factor=second_factor)

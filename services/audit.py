@@ -1,7 +1,7 @@
 """Writing the audit log. The row joins the caller's transaction, so an action and its record
 are committed together or not at all.
 
-The log is append-only (models/audit.py, migration 0010): the one way to remove events is a
+The log is append-only (models/audit.py, migration 0011): the one way to remove events is a
 retention purge from the command line, through ``purge_permit``.
 """
 
@@ -21,7 +21,7 @@ from services import localtime
 from services.client import client_ip, user_agent
 
 _INSERT = insert(AuditEvent.__table__)
-# PostgreSQL's setting that the triggers read; see migration 0010.
+# PostgreSQL's setting that the triggers read; see migration 0011.
 PURGE_SETTING = "clinic_mfa.audit_purge"
 EVERYTHING = datetime.max.replace(tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 
 A link in an email must point at the clinic's own address whatever Host header the request
 that caused it carried; otherwise anyone could have a real user emailed a reset link to their
-own server. And a link that carries a token (password reset, later invitations) must not
+own server. And a link that carries a token (password reset, invitation) must not
 land in an access log: ``redact_tokens`` is what the gunicorn logger and the error log apply.
 """
 
@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
-# Paths whose next segment is a secret. Add a prefix here when a new emailed link carries one
-# (e.g. "/invitation/"); the access log and the error log then redact it too.
-TOKEN_PATH_PREFIXES = ("/reset-password/",)
+# Paths whose next segment is a secret. Add a prefix here when a new emailed link carries one;
+# the access log and the error log then redact it too.
+TOKEN_PATH_PREFIXES = ("/reset-password/", "/invitation/")
 REDACTED = "[redacted]"
 
 

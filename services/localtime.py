@@ -60,9 +60,17 @@ def when(moment: datetime) -> str:
     return f"{here:%H:%M} on {here:%A} {here.day} {here:%B %Y} ({here:%Z})"
 
 
+def short(moment: datetime) -> str:
+    """ "24 Nov 2026, 09:14": a moment in a table cell, in the clinic's time zone."""
+    here = local(moment)
+    return f"{here.day} {here:%b %Y, %H:%M}"
+
+
 def init_app(app: Flask) -> None:
-    """Pages show a time as ``{{ moment|clinic_time }}``, never a UTC strftime."""
+    """Pages show a time as ``{{ moment|clinic_time }}`` (``clinic_short`` in tables), never a
+    UTC strftime."""
     app.add_template_filter(when, "clinic_time")
+    app.add_template_filter(short, "clinic_short")
     app.add_template_filter(day, "clinic_day")
     app.add_template_filter(day_of, "clinic_day_of")
 

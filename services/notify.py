@@ -218,3 +218,86 @@ def rollout_notice(user: User, *, role: str, go_live: date, days_left: int, setu
         when=None,
         warning=False,
     )
+
+
+# An administrator's change to someone's access (ADM-6, ADM-7): the subject and what the
+# email says, in people's words. Placeholders: {by}, {clinic} and the change's own facts.
+ADMIN_CHANGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "role_changed": (
+        "Your role was changed to {after}",
+        (
+            "{by} changed your role on {clinic}'s sign-in from {before} to {after}.",
+            "You were signed out everywhere; sign in again to continue.",
+        ),
+    ),
+    "deactivated": (
+        "Your account was switched off",
+        (
+            "{by} switched off your account on {clinic}'s sign-in. You can no longer sign in, "
+            "and every device was signed out.",
+            "If you think this is a mistake, talk to your clinic's administrator.",
+        ),
+    ),
+    "reactivated": (
+        "Your account was switched on again",
+        (
+            "{by} switched your account on {clinic}'s sign-in on again. You can sign in with "
+            "your email address and password.",
+        ),
+    ),
+    "unlocked": (
+        "Your sign-in was unlocked",
+        (
+            "{by} lifted the lock that too many wrong attempts had put on your {what}. You can "
+            "sign in again.",
+            "If those attempts were not yours, someone may know your password: change it "
+            "after you sign in.",
+        ),
+    ),
+    "devices_forgotten": (
+        "Your remembered devices were forgotten",
+        (
+            "{by} made every device that remembered you forget it, and signed you out "
+            "everywhere. At your next sign-in on each of them you will be asked for your code "
+            "again.",
+        ),
+    ),
+    "signed_out_everywhere": (
+        "You were signed out everywhere",
+        (
+            "{by} signed you out on every device, and no internet address skips your code "
+            "any more. Sign in again to continue.",
+        ),
+    ),
+    "bypass_granted": (
+        "You may sign in once without your code",
+        (
+            "{by} let you sign in once without your sign-in code, until {until}, so that you "
+            "can set up two-step sign-in again (for example on a new phone).",
+            "Your authenticator app, recovery codes and remembered devices no longer work, and "
+            "you were signed out everywhere.",
+            "Sign in with your email address and password before {until}: you will go "
+            "straight to setting up two-step sign-in. After that the one-time pass is used up.",
+            "If you did not ask for this, tell your clinic's administrator at once.",
+        ),
+    ),
+}
+
+
+def changed_by_admin(user: User, change: str, *, by: User | None, **facts: str) -> bool:
+    """Tell ``user`` what an administrator (``by``; None: the command line) changed about
+    their access. When it happened is said; the admin's address and browser are not theirs."""
+    subject, paragraphs = ADMIN_CHANGES[change]
+    words = {
+        "by": by.display_name if by is not None else "Your clinic's administrator",
+        "clinic": current_app.config["MFA_CLINIC_NAME"],
+        **facts,
+    }
+    return _send(
+        user,
+        subject.format(**words),
+        "changed_by_admin",
+        paragraphs=[p.format(**words) for p in paragraphs],
+        ip="",
+        warning=False,
+    )

@@ -1,8 +1,9 @@
 """What follows the password (AUTH-4): the one place that decides it.
 
-Inputs are the user (their factors), the effective policy for them (services/requirement.py:
-clinic, role rollout, override, date) and the request (a remembered-device cookie, the
-address). Later rules (a one-time bypass) are more branches here, not new call sites.
+Inputs are the user (their factors, a one-time bypass an admin granted), the effective policy
+for them (services/requirement.py: clinic, role rollout, override, date) and the request (a
+remembered-device cookie, the address). ``decide_and_claim`` is what the password step calls:
+it also spends a bypass that ``decide`` chose.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from enum import StrEnum
 
 from models import ClinicPolicy, MfaFactor, User
 from models.policy import MODE_OFF, MODE_OPTIONAL
-from services import devices, factors, locations, requirement
+from services import bypass, devices, factors, locations, requirement
 from services.policy import remember_days_for
 from services.requirement import Requirement
 
@@ -34,6 +35,8 @@ class Decision:
     skippable: bool = False
     # Set when setup may be skipped only until a go-live date ("required from ...").
     skip_until: date | None = None
+    # This sign-in uses the one-time bypass an admin granted (ADM-6).
+    bypass: bool = False
 
 
 def usable_factors(user: User, clinic: ClinicPolicy) -> list[MfaFactor]:
@@ -57,6 +60,10 @@ def decide(user: User, clinic: ClinicPolicy, *, today: date | None = None) -> De
         if locations.recognised(user, needs.same_location_days):
             return Decision(Next.REMEMBERED, "same_location", method="location")
         return Decision(Next.CHALLENGE, "has_factor", method=usable[0].kind, factor=usable[0])
+    if bypass.pending(user):
+        # An admin let this person in once without a second factor, to set one up again
+        # (ADM-6): into the wizard, whatever the policy says, and it cannot be skipped.
+        return Decision(Next.SETUP, "one_time_bypass", method="bypass", bypass=True)
     # A factor the policy no longer allows (say SMS was switched off) counts as none.
     if needs.level == MODE_OFF:
         return Decision(Next.SIGNED_IN, f"off_by_{needs.source}", method="none")
@@ -67,6 +74,16 @@ def decide(user: User, clinic: ClinicPolicy, *, today: date | None = None) -> De
             Next.SETUP, "required_later", skippable=True, skip_until=needs.required_from
         )
     return Decision(Next.SETUP, f"required_by_{needs.source}")
+
+
+def decide_and_claim(user: User, clinic: ClinicPolicy) -> Decision:
+    """``decide``, spending the one-time bypass when it chose one. Of sign-ins racing for one
+    grant, one spends it; the others are decided again without it, as for anyone without a
+    factor under their policy."""
+    decision = decide(user, clinic)
+    if decision.bypass and not bypass.spend(user):
+        decision = decide(user, clinic)
+    return decision
 
 
 def setup_owed(user: User, clinic: ClinicPolicy) -> bool:

@@ -53,26 +53,34 @@ def role_named(name: str) -> Role:
     return role
 
 
+def new_email(raw: str) -> str:
+    """A normalised address nobody has yet."""
+    address = normalise_email(raw)
+    if by_email(address) is not None:
+        raise UserInputError(f"A user with the email {address} already exists.")
+    return address
+
+
 def create_user(
     email: str,
-    password: str,
+    password: str | None,
     *,
     role: str,
     full_name: str = "",
     mobile: str | None = None,
 ) -> User:
-    """Validate and add a user to the session; the caller commits."""
-    address = normalise_email(email)
-    if by_email(address) is not None:
-        raise UserInputError(f"A user with the email {address} already exists.")
-    problem = password_problem(password)
-    if problem:
-        raise UserInputError(problem)
+    """Validate and add a user to the session; the caller commits. ``password`` None: an
+    invited person, who chooses it from their emailed link (services/invitations.py)."""
+    address = new_email(email)
+    if password is not None:
+        problem = password_problem(password)
+        if problem:
+            raise UserInputError(problem)
     user = User(
         email=address,
         full_name=full_name.strip()[:120],
         mobile_number=normalise_mobile(mobile) if mobile else None,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password) if password is not None else None,
         role=role_named(role),
     )
     db.session.add(user)

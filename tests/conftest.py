@@ -398,6 +398,23 @@ def enrol_totp(app: Flask):
     return enrol
 
 
+ADMIN = "boss@clinic.example"
+
+
+@pytest.fixture
+def admin(auth: AuthActions, make_user, enrol_totp) -> AuthActions:
+    """Bo Boss, an Administrator signed in just now with an authenticator app (so fresh for
+    admin changes); ``admin.user_id`` is theirs. Modules may define their own."""
+    import pyotp
+
+    admin_id = make_user(ADMIN, role="Administrator", full_name="Bo Boss")
+    secret, _ = enrol_totp(admin_id)
+    auth.login(ADMIN)
+    assert auth.verify_totp(pyotp.TOTP(secret).now()).status_code == 303
+    auth.user_id = admin_id  # type: ignore[attr-defined]
+    return auth
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print how many tests ran on each database, so CI output shows both really ran."""
     counts: Counter[str] = Counter()

@@ -13,8 +13,9 @@ import sqlalchemy as sa
 import time_machine
 from flask import Flask
 
-from models import AuditEvent, ClinicPolicy, Role, db
+from models import AuditEvent, ClinicPolicy, Role, User, db
 from tests.admin_forms import security_settings
+from tests.admin_helpers import ACTION_SLUGS, no_admin_changes
 from tests.conftest import PASSWORD, AuthActions
 
 T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
@@ -172,3 +173,74 @@ def test_changes_without_a_csrf_token_are_refused(app, client, auth, people):
         assert (
             db.session.scalar(sa.select(AuditEvent).where(AuditEvent.event.like("admin.%"))) is None
         )
+
+
+def test_every_new_admin_route_is_listed_with_its_ids_filled_in(app):
+    """The users list, adding a person and each action on a person's access (GET asks to
+    confirm, POST does it): walked by the tests above and below with real paths."""
+    urls = admin_urls(app)
+    assert ("GET", "/admin/users") in urls
+    assert ("GET", "/admin/users/new") in urls and ("POST", "/admin/users/new") in urls
+    for slug in ACTION_SLUGS:
+        assert ("GET", f"/admin/users/1/{slug}") in urls, slug
+        assert ("POST", f"/admin/users/1/{slug}") in urls, slug
+    assert not [path for _, path in urls if "<" in path or ">" in path]
+
+
+def admin_posts(app) -> list[str]:
+    """Every admin POST path, aimed at the nurse (user 2) rather than the admin (user 1)."""
+    return [
+        re.sub(r"^/admin/users/1(?=/|$)", "/admin/users/2", path)
+        for method, path in admin_urls(app)
+        if method == "POST"
+    ]
+
+
+def test_a_stale_admin_re_authenticates_before_any_admin_post(app, people, mailbox):
+    """Every admin POST (settings, roles, a person's rules and every action on their access,
+    adding a person): a session older than MFA_FRESH_AUTH_FOR is sent to re-authenticate and
+    nothing is done, audited or emailed."""
+    auth = AuthActions(app.test_client())
+    with time_machine.travel(T0, tick=False) as clock:
+        signed_in(auth, ADMIN, people[ADMIN])
+        token = auth.csrf_token("/admin/users")
+        clock.shift(timedelta(minutes=10, seconds=1))
+        for path in admin_posts(app):
+            data = {
+                "csrf_token": token,
+                "role": "3",
+                "hours": "8",
+                "email": "new@clinic.example",
+                "full_name": "New",
+                "override": "exempt",
+                "same_location": "default",
+            }
+            response = auth.client.post(
+                path, data=data, headers={"Referer": "http://localhost/admin/users"}
+            )
+            assert response.status_code == 303, path
+            assert response.headers["Location"] == "/reauthenticate?next=/admin/users", path
+        for path in [p for m, p in admin_urls(app) if m == "GET" and p.count("/") == 4]:
+            asking = auth.client.get(path)
+            assert asking.status_code == 303, path
+            assert asking.headers["Location"] == f"/reauthenticate?next={path}", path
+    assert no_admin_changes(app)
+    with app.app_context():
+        nurse = db.session.get(User, 2)
+        assert (nurse.active, nurse.role_id, nurse.mfa_bypass_until) == (True, 2, None)
+        assert db.session.scalar(sa.select(sa.func.count(User.id))) == 2
+    assert mailbox.messages == []
+
+
+def test_every_admin_post_without_a_csrf_token_is_refused(app, client, auth, people, mailbox):
+    signed_in(auth, ADMIN, people[ADMIN])
+    for path in admin_posts(app):
+        response = client.post(path, data={"role": "3", "hours": "8", "email": "x@clinic.example"})
+        assert response.status_code == 400, path
+        assert "This form had expired or came from somewhere else" in response.get_data(
+            as_text=True
+        )
+    assert no_admin_changes(app)
+    with app.app_context():
+        assert db.session.get(User, 2).active
+    assert mailbox.messages == []

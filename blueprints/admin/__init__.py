@@ -31,7 +31,9 @@ def hide_from_non_admins(app: Flask) -> None:
 from blueprints.admin import (  # noqa: E402, F401
     api_views,
     audit_views,
+    people_views,
     readiness_views,
     security_views,
+    user_actions,
     user_views,
 )

@@ -1,7 +1,7 @@
 """The audit log (ADM-9): every security event, filtered, newest first, and its CSV export.
 
 Read-only: no route here (or anywhere) changes or deletes an event, and the database refuses
-to (migration 0010). The rules live in services/audit_log.py.
+to (migration 0011). The rules live in services/audit_log.py.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The admin area's forms. Ranges and the rules between values live in services (policy,
-rollout, overrides), which raise PolicyError naming the field; the views put it there."""
+rollout, overrides, users, bypass), which raise PolicyError naming the field (or
+UserInputError); the views and validators put it there."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
+    EmailField,
     HiddenField,
     IntegerField,
     RadioField,
@@ -17,13 +19,14 @@ from wtforms import (
     SelectMultipleField,
     StringField,
 )
-from wtforms.validators import InputRequired, Length, Optional
+from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from services import factor_kinds
+from services import bypass, factor_kinds, user_list
 from services.overrides import OVERRIDE_LABELS, SAME_LOCATION_LABELS
 from services.policy import MODE_LABELS
 from services.rollout import ROLE_MODE_LABELS
+from services.users import UserInputError, new_email, normalise_mobile
 
 
 def _choices(labels: dict[str, str]) -> list[SelectChoice]:
@@ -120,6 +123,96 @@ class ApiTokenForm(FlaskForm):
     )
 
 
+class UserListForm(FlaskForm):
+    """The users list's search, filters, sort and page: read from the query string (GET, so
+    no CSRF token); a value that is not one of the choices is refused with a 400."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField("Search by name or email", validators=[Optional(), Length(max=100)])
+    # Choices are the roles, set by the view; "" is any.
+    role = SelectField("Role", choices=[SelectChoice("", "Any role")], default="")
+    status = SelectField(
+        "Status",
+        choices=[SelectChoice("", "Any status"), *_choices(user_list.STATUS_LABELS)],
+        default="",
+    )
+    sort = SelectField("Sort by", choices=_choices(user_list.SORT_LABELS), default="name")
+    dir = SelectField(
+        "Order",
+        choices=[SelectChoice("asc", "A to Z"), SelectChoice("desc", "Z to A")],
+        default="asc",
+    )
+    page = IntegerField(
+        "Page",
+        default=1,
+        validators=[
+            Optional(),
+            NumberRange(1, user_list.MAX_PAGE, f"Choose a page from 1 to {user_list.MAX_PAGE}."),
+        ],
+    )
+    per_page = SelectField(
+        "People per page",
+        choices=[SelectChoice(str(n), str(n)) for n in user_list.PAGE_SIZES],
+        default=str(user_list.PAGE_SIZES[0]),
+    )
+
+    def query(self) -> user_list.Query:
+        return user_list.Query(
+            search=self.q.data or "",
+            role_id=int(self.role.data) if self.role.data else None,
+            status=self.status.data or "",
+            sort=self.sort.data or "name",
+            descending=self.dir.data == "desc",
+            page=self.page.data or 1,
+            per_page=int(self.per_page.data or user_list.PAGE_SIZES[0]),
+        )
+
+
+class AddUserForm(FlaskForm):
+    email = EmailField(
+        "Email address",
+        validators=[InputRequired("Enter their email address."), Length(max=254)],
+        render_kw={"autocomplete": "off", "autocapitalize": "none", "spellcheck": "false"},
+    )
+    full_name = StringField(
+        "Full name", validators=[InputRequired("Enter their name."), Length(max=120)]
+    )
+    role = SelectField("Role")
+    mobile_number = StringField("Mobile number", validators=[Optional(), Length(max=32)])
+
+    def validate_email(self, field: EmailField) -> None:
+        try:
+            field.data = new_email(field.data or "")
+        except UserInputError as error:
+            raise ValidationError(str(error)) from error
+
+    def validate_mobile_number(self, field: StringField) -> None:
+        if field.data and field.data.strip():
+            try:
+                normalise_mobile(field.data)
+            except UserInputError as error:
+                raise ValidationError(str(error)) from error
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("New role")
+
+
+class BypassForm(FlaskForm):
+    hours = IntegerField(
+        "Let them sign in without a code for (hours)",
+        default=bypass.DEFAULT_HOURS,
+        validators=[
+            InputRequired(f"Enter a number of hours from 1 to {bypass.MAX_HOURS}."),
+            NumberRange(1, bypass.MAX_HOURS, f"Choose from 1 to {bypass.MAX_HOURS} hours."),
+        ],
+    )
+
+
 class ConfirmForm(FlaskForm):
-    # "yes" once the admin has seen what the action does.
+    """An action confirmed on its own page or partial: the form is its CSRF token, and for
+    API token revocation ``confirmed`` says the admin has seen what it does."""
+
     confirmed = HiddenField()

@@ -1,7 +1,7 @@
-"""One person, as an administrator sees them (ADM-4, DEV-3; seeds 002, 003, 004): their
-override, their same-location choice and the mobile number on their profile (the one the
-wizard offers for text messages). The full users
-list comes with the users page."""
+"""One person, as an administrator sees them (ADM-4, ADM-6, ADM-7, DEV-3; seeds 002, 003,
+004): their account and what lets them in (factors, locks, a bypass, an invitation), the
+actions on their access (``user_actions``), and their rules: override, same-location choice
+and the mobile number on their profile (the one the wizard offers for text messages)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from flask_login import current_user
 
 from blueprints.admin import bp
 from blueprints.admin.forms import UserRulesForm
+from blueprints.admin.user_actions import ACTIONS
 from blueprints.auth.fresh import fresh_required
 from blueprints.htmx import redirect_to, render, wants_partial
 from models import User, db
-from services import audit, factor_kinds, notify, overrides, policy, requirement
+from services import audit, factor_kinds, notify, overrides, policy, requirement, staff
 from services.factors import for_user as factors_of
 from services.policy import PolicyError
 from services.users import UserInputError, by_email, normalise_mobile
@@ -33,6 +34,7 @@ def _person(user_id: int) -> User:
 
 def _render(user: User, form: UserRulesForm, status: int = 200, **extra: object):
     clinic = policy.current()
+    access = staff.access_of(user)
     return render(
         PAGE,
         PARTIAL,
@@ -41,6 +43,8 @@ def _render(user: User, form: UserRulesForm, status: int = 200, **extra: object)
         form=form,
         needs=requirement.of(user, clinic),
         factors=[(factor, factor_kinds.get(factor.kind)) for factor in factors_of(user.id)],
+        access=access,
+        actions=[action for action in ACTIONS if action.offered(user, access)],
         **extra,
     )
 
@@ -58,7 +62,8 @@ def _form_for(user: User) -> UserRulesForm:
 
 @bp.get("/users/find")
 def find_user() -> ResponseReturnValue:
-    """Open one person's page by email address (until the users list exists)."""
+    """Open one person's page by email address (the security page's "Set a rule for one
+    person"; the users page searches by name too)."""
     email = request.args.get("email", "")[:254]
     user = by_email(email) if email.strip() else None
     if user is None or not user.is_person:
@@ -69,6 +74,7 @@ def find_user() -> ResponseReturnValue:
 
 @bp.get("/users/<int:user_id>")
 def user(user_id: int) -> ResponseReturnValue:
+    """One person's page: their account, what lets them in, the actions and their rules."""
     person = _person(user_id)
     response = _render(person, _form_for(person))
     db.session.commit()

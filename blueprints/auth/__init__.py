@@ -2,4 +2,9 @@ from flask import Blueprint
 
 bp = Blueprint("auth", __name__)
 
-from blueprints.auth import reauth_views, reset_views, views  # noqa: E402, F401
+from blueprints.auth import (  # noqa: E402, F401
+    invitation_views,
+    reauth_views,
+    reset_views,
+    views,
+)

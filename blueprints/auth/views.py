@@ -87,7 +87,7 @@ def sign_in_post() -> ResponseReturnValue:
     throttle.reset(keys[0], status=status)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    decision = signin.decide(user, policy.current())
+    decision = signin.decide_and_claim(user, policy.current())
     audit.record(
         "sign_in.password_ok", subject=user, next=decision.next.value, reason=decision.reason
     )

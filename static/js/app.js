@@ -14,6 +14,10 @@
   // After a swap, put focus on the first problem, or the new step's heading, so keyboard and
   // screen-reader users land where the page changed.
   document.addEventListener("htmx:afterSwap", function (event) {
+    // Results swapped in while someone types or picks a filter (the users list's search)
+    // leave the focus where it is, or every keystroke would lose it.
+    var from = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (from && from.closest && from.closest("[data-keep-focus]")) { return; }
     var root = event.detail.elt && event.detail.elt.isConnected ? event.detail.elt : document.getElementById("main");
     if (!root) { return; }
     var target = root.querySelector('[role="alert"], [aria-invalid="true"], h1, h2');

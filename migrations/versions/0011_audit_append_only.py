@@ -1,7 +1,7 @@
 """audit log: keyset indexes for the viewer, and the database refuses UPDATE and DELETE
 
-Revision ID: 0010_audit_append_only
-Revises: 0009_api_users_tokens
+Revision ID: 0011_audit_append_only
+Revises: 0010_users_bypass_invitations
 Create Date: 2026-11-24 04:00:00
 
 The audit log is append-only in the database itself, not only in the app (ADM-9):
@@ -20,14 +20,18 @@ The audit log is append-only in the database itself, not only in the app (ADM-9)
   permit's cut-off is ``infinity`` (everything may go).
 
 If a later migration rebuilds ``audit_events`` on SQLite (``batch_alter_table`` copies the
-table and drops the old one, triggers included), it must create these triggers again.
+table and drops the old one, triggers included), it must create these triggers again. One
+that rebuilds ``users`` on SQLite must drop the two triggers first and create them after:
+their bodies name ``users``, and SQLite checks every trigger when the rebuilt table is
+renamed into place ("error in trigger audit_events_no_update: no such table: main.users").
+That is why this migration comes after 0010, which rebuilds ``users``.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_audit_append_only"
-down_revision = "0009_api_users_tokens"
+revision = "0011_audit_append_only"
+down_revision = "0010_users_bypass_invitations"
 branch_labels = None
 depends_on = None
 
