@@ -82,6 +82,16 @@ EVENT_LABELS: dict[str, str] = {
     "admin.api_user_created": "API user created",
     "admin.api_token_created": "API token created",
     "admin.api_token_revoked": "API token revoked",
+    "admin.user_invited": "Person added and invited",
+    "admin.invitation_resent": "Invitation sent again",
+    "invitation.accepted": "Invitation accepted: password chosen",
+    "admin.role_changed": "Role changed",
+    "admin.user_deactivated": "Account switched off",
+    "admin.user_reactivated": "Account switched on again",
+    "admin.devices_forgotten": "Remembered devices forgotten by an administrator",
+    "admin.signed_out_everywhere": "Signed out everywhere by an administrator",
+    "admin.bypass_granted": "One-time bypass granted",
+    "mfa.bypass_used": "Signed in once without a code (bypass)",
 }
 # What a well-formed event name looks like; a filter for any other is refused.
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
