@@ -23,7 +23,7 @@ from bench.load import StepFailed
 from bench.signin import begin_sign_in, call, post_code
 from bench.users import BenchUser
 
-ADMIN_EMAIL = "bench-admin@clinic.example"
+ADMIN_EMAIL = "bench-audit-admin@clinic.example"  # apart from the users page's admin
 SPAN_DAYS = 365
 TIMED = 5  # timed requests per page, after one untimed
 TARGET_S = 0.200

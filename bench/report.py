@@ -348,7 +348,7 @@ def audit_lines(report: Report) -> list[str]:
     ]
     return [
         "",
-        f"6. Audit page (GET /admin/audit, in-process, signed-in Administrator): "
+        f"7. Audit page (GET /admin/audit, in-process, signed-in Administrator): "
         f"{audit.events} events{shortfall}",
         f"  seeded in bulk over a year in {audit.seed_s:.1f} s ({stats}); median of "
         f"{AUDIT_PAGE_TIMED} requests each; a deep page starts half-way through the filter's span",
@@ -444,8 +444,8 @@ def print_report(report: Report) -> None:
         *floor_lines(report, figures),
         *in_process_lines(report, figures),
         *memory_lines(report),
-        *audit_lines(report),
         *users_page_lines(report),
+        *audit_lines(report),
         *server_log_lines(report),
         *summary_lines(figures),
         "",
