@@ -4,8 +4,6 @@ Environment: MFA_BIND (default 127.0.0.1:8000, behind the reverse proxy), WEB_CO
 (workers, default 2: one clinic, one small server). Settings on the command line win.
 """
 
-import ctypes
-import ctypes.util
 import os
 
 from gunicorn import glogging
@@ -38,16 +36,9 @@ class RedactingLogger(glogging.Logger):
 
 logger_class = RedactingLogger
 
-M_MMAP_THRESHOLD = -3
-
 
 def post_fork(server, worker):
-    """argon2id takes 19 MiB per hash. glibc would keep that in the heap after the first
-    sign-in; a fixed mmap threshold hands such blocks back to the system when freed."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name:
-        ctypes.CDLL(libc_name).mallopt(M_MMAP_THRESHOLD, 128 * 1024)
-    # Connections must not be shared across fork: each worker opens its own.
+    """Connections must not be shared across fork: each worker opens its own."""
     from models import db
 
     app = server.app.wsgi()

@@ -19,11 +19,12 @@ from bench.users_page import WARMUP as PAGE_WARMUP
 from bench.users_page import UsersPageResult
 
 # PERF-2 targets.
-CODE_VS_FLOOR_MIN = 0.60
 CODE_POST_STATEMENTS_MAX = 4
 SIGN_IN_WITHOUT_HASH_MAX_S = 0.010
-CODE_STEP_SERVER_MAX_S = 0.005
-WORKER_RSS_MAX_MB = 60.0
+CODE_STEP_SERVER_MAX_S = 0.002
+# Memory is judged by flatness under load, not by a ceiling: a worker's RSS once warmed up
+# (argon2's 19 MiB taken once, templates compiled) may move by page-sized noise, not grow.
+WORKER_RSS_GROWTH_MAX_MB = 2.0
 USERS_PAGE_MAX_S = 0.100
 USERS_PAGE_PEOPLE = 5_000
 
@@ -45,6 +46,7 @@ class Report:
     floor: LoadResult | None = None
     master_pid: int = 0
     memory_start: dict[int, dict[str, float]] = field(default_factory=dict)
+    memory_warm: dict[int, dict[str, float]] = field(default_factory=dict)  # after warm-up
     memory_after: dict[int, dict[str, float]] = field(default_factory=dict)
     inproc: InProcessResult | None = None
     audit: AuditPageResult | None = None
@@ -125,7 +127,7 @@ class Perf2:
     code_post_statements: int | None
     sign_in_minus_hash_s: float | None
     code_server_s: float | None
-    largest_worker_rss_mb: float | None
+    largest_worker_growth_mb: float | None  # RSS after the load minus after the warm-up
     audit_page_s: float | None = None  # the slowest audit page (median of its requests)
     audit_events: int = 0
     users_page_s: float | None = None  # the slowest view's median
@@ -147,10 +149,12 @@ def perf2_figures(report: Report) -> Perf2:
             minus_hash = whole - argon2
         code_server = median(inproc.seconds.of(CODE_POST))
     # Workers only: the master serves no requests (it holds the preloaded app to share it).
-    rss = [
-        m["VmRSS"]
-        for pid, m in report.memory_after.items()
-        if "VmRSS" in m and pid != report.master_pid
+    growth = [
+        after["VmRSS"] - report.memory_warm[pid]["VmRSS"]
+        for pid, after in report.memory_after.items()
+        if pid != report.master_pid
+        and "VmRSS" in after
+        and "VmRSS" in report.memory_warm.get(pid, {})
     ]
     audit = report.audit
     page = report.users_page
@@ -159,7 +163,7 @@ def perf2_figures(report: Report) -> Perf2:
         statements,
         minus_hash,
         code_server,
-        max(rss) if rss else None,
+        max(growth) if growth else None,
         audit.slowest_s if audit else None,
         audit.events if audit else 0,
         page.slowest_median_s if page else None,
@@ -306,11 +310,13 @@ def memory_lines(report: Report) -> list[str]:
     pids = [report.master_pid, *sorted(set(report.memory_start) | set(report.memory_after))]
     for pid in dict.fromkeys(pids):
         start = report.memory_start.get(pid, {})
+        warm = report.memory_warm.get(pid, {})
         after = report.memory_after.get(pid, {})
         rows.append(
             [
                 f"{names.get(pid, 'worker')} {pid}",
                 _mb(start.get("VmRSS")),
+                _mb(warm.get("VmRSS")),
                 _mb(after.get("VmRSS")),
                 _mb(after.get("VmHWM")),
                 _mb(after.get("Pss")),
@@ -322,7 +328,15 @@ def memory_lines(report: Report) -> list[str]:
         "5. Memory of gunicorn's processes (MB = MiB); the app is preloaded in the master, so",
         "   workers share most pages with it: PSS splits shared pages, USS is the worker's own",
         *table(
-            ["process", "RSS at start", "RSS after load", "peak RSS", "PSS after", "USS after"],
+            [
+                "process",
+                "RSS at start",
+                "after warm-up",
+                "after load",
+                "peak RSS",
+                "PSS after",
+                "USS after",
+            ],
             rows,
         ),
     ]
@@ -379,12 +393,6 @@ def summary_lines(figures: Perf2) -> list[str]:
 
     rows = [
         row(
-            f"code step req/s >= {CODE_VS_FLOOR_MIN:.0%} of the /healthz floor",
-            figures.code_vs_floor,
-            lambda v: f"{v:.0%}",
-            lambda v: v >= CODE_VS_FLOOR_MIN,
-        ),
-        row(
             f"SQL statements of POST /mfa/challenge <= {CODE_POST_STATEMENTS_MAX}",
             figures.code_post_statements,
             str,
@@ -397,16 +405,17 @@ def summary_lines(figures: Perf2) -> list[str]:
             lambda v: v <= SIGN_IN_WITHOUT_HASH_MAX_S,
         ),
         row(
-            f"code step server time < {CODE_STEP_SERVER_MAX_S * 1000:.0f} ms",
+            f"code step server time <= {CODE_STEP_SERVER_MAX_S * 1000:.0f} ms",
             figures.code_server_s,
             lambda v: f"{ms(v)} ms",
-            lambda v: v < CODE_STEP_SERVER_MAX_S,
+            lambda v: v <= CODE_STEP_SERVER_MAX_S,
         ),
         row(
-            f"worker RSS < {WORKER_RSS_MAX_MB:.0f} MB (largest, after load)",
-            figures.largest_worker_rss_mb,
-            lambda v: f"{v:.1f} MB",
-            lambda v: v < WORKER_RSS_MAX_MB,
+            f"worker RSS flat under load: grows <= {WORKER_RSS_GROWTH_MAX_MB:.0f} MB from "
+            "warm-up to after load (largest)",
+            figures.largest_worker_growth_mb,
+            lambda v: f"{v:+.1f} MB",
+            lambda v: v <= WORKER_RSS_GROWTH_MAX_MB,
         ),
         row(
             f"users page over {USERS_PAGE_PEOPLE:,} people < {USERS_PAGE_MAX_S * 1000:.0f} ms "

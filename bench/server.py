@@ -182,7 +182,7 @@ def gunicorn(workers: int, threads: int, log_path: Path) -> Iterator[Server]:
         "warning",
         "--access-logfile",
         "/dev/null",
-        # The production settings (preload, malloc tuning); the flags above override the rest.
+        # The production settings (preload, connections per worker); the flags above win.
         "--config",
         str(ROOT / "gunicorn.conf.py"),
     ]
