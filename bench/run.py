@@ -27,6 +27,7 @@ import contextlib
 import os
 import secrets
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -46,8 +47,17 @@ from bench.load import LoadResult, StepFailed
 from bench.phases import floor_load, full_sign_ins, post_codes, prepare_pending
 from bench.progress import log
 from bench.report import Report, print_report
-from bench.server import ROOT, Server, gunicorn, gunicorn_memory, log_tail
-from bench.users import MAX_USERS, TOTP_PERIOD, BenchUser, UserPool, users_needed, verify_seconds
+from bench.server import ROOT, PhaseCpu, Server, gunicorn, gunicorn_cpu, gunicorn_memory, log_tail
+from bench.signin import STEPS
+from bench.users import (
+    MAX_USERS,
+    TOTP_PERIOD,
+    BenchUser,
+    UserPool,
+    users_needed,
+    verify_cpu_seconds,
+    verify_seconds,
+)
 from bench.users_page import users_page
 
 # The whole run, cleanup included, must end within three minutes; this leaves a margin. The
@@ -68,6 +78,7 @@ LATER_PHASES_S = {
     "teardown": 6.0,
 }
 WARMUP_S = 1.0  # full sign-ins before phase 1, so template compiling is not measured
+HASH_CPU_SAMPLES = 11  # argon2id verifies timed alone, before the server starts
 
 
 class Budget:
@@ -229,6 +240,10 @@ def set_up_users(args: argparse.Namespace, report: Report) -> tuple[UserPool, st
     password = secrets.token_urlsafe(18)
     password_hash = hash_password(password)
     verify_s = min(verify_seconds(password_hash, password) for _ in range(3))
+    # What the hash costs a worker, to take out of a whole sign-in's server CPU.
+    report.hash_cpu_s = statistics.median(
+        verify_cpu_seconds(password_hash, password) for _ in range(HASH_CPU_SAMPLES)
+    )
     reserved = args.pending + args.serial + args.in_process + IN_PROCESS_WARMUP + 50
     count = args.users or users_needed(verify_s, args.workers, reserved)
     log(f"seeding {count} users")
@@ -259,48 +274,63 @@ def measure_through_gunicorn(
     password: str,
     report: Report,
 ) -> None:
-    """Phases 1 to 3, then the workers' memory after the load."""
+    """Phases 1 to 3, each with the server's CPU over it; then the workers' memory."""
     port, concurrency = server.port, args.concurrency
     log(f"1. full sign-ins at concurrency {concurrency} for {args.duration:.0f} s")
+    cpu = gunicorn_cpu(server)
     report.full = full_sign_ins(
         port, pool, password, concurrency, budget.stop_at(args.duration, keep_after(None))
     )
+    report.cpu["full"], cpu = cpu_since(server, cpu, report.full.done, len(STEPS))
 
     log(f"2. preparing {args.pending} pending sign-ins")
-    report.codes_prepare, report.codes = code_batch(
-        budget, port, pool, password, args.pending, concurrency, concurrency, ""
+    report.codes_prepare, report.codes, report.cpu["codes"] = code_batch(
+        budget, server, pool, password, args.pending, concurrency, concurrency, ""
     )
     log(f"   preparing {args.serial} more pending sign-ins")
-    report.serial_prepare, report.serial = code_batch(
-        budget, port, pool, password, args.serial, concurrency, 1, "serial "
+    report.serial_prepare, report.serial, report.cpu["serial"] = code_batch(
+        budget, server, pool, password, args.serial, concurrency, 1, "serial "
     )
 
     log(f"3. floor: GET /healthz at concurrency {concurrency} for {args.floor_seconds:.0f} s")
+    cpu = gunicorn_cpu(server)
     report.floor = floor_load(
         port, concurrency, budget.stop_at(args.floor_seconds, keep_after("floor"))
     )
+    report.cpu["floor"], _ = cpu_since(server, cpu, report.floor.done, 1)
 
     report.memory_after = gunicorn_memory(server)
 
 
+def cpu_since(
+    server: Server, before: dict[int, float], units: int, requests_per_unit: int
+) -> tuple[PhaseCpu, dict[int, float]]:
+    """The server's CPU since ``before`` over ``units``, and the reading it ended with."""
+    after = gunicorn_cpu(server)
+    return PhaseCpu.between(before, after, units, requests_per_unit), after
+
+
 def code_batch(
     budget: Budget,
-    port: int,
+    server: Server,
     pool: UserPool,
     password: str,
     count: int,
     concurrency: int,
     posting: int,
     phase: str,
-) -> tuple[LoadResult, LoadResult]:
+) -> tuple[LoadResult, LoadResult, PhaseCpu]:
     """``count`` sign-ins prepared up to the challenge, then their codes posted ``posting`` at
-    a time; ``phase`` ("" or "serial ") names the two phases' shares of the budget."""
+    a time, with the server's CPU over the posting alone; ``phase`` ("" or "serial ") names
+    the two phases' shares of the budget."""
     prepared = prepare_pending(
-        port, pool, password, count, concurrency, phase_end(budget, f"{phase}prepare")
+        server.port, pool, password, count, concurrency, phase_end(budget, f"{phase}prepare")
     )
     log(f"   posting {len(prepared.kept)} codes at concurrency {posting}")
+    cpu = gunicorn_cpu(server)
     posted = post_codes(prepared.kept, pool, posting, phase_end(budget, f"{phase}codes"))
-    return prepared, posted
+    spent, _ = cpu_since(server, cpu, posted.done, 1)
+    return prepared, posted, spent
 
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:

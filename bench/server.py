@@ -104,6 +104,55 @@ def memory_mb(pid: int) -> dict[str, float]:
     return found
 
 
+CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat; None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command (which may hold spaces) start at field 3, the state.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S
+
+
+def gunicorn_cpu(server: Server) -> dict[int, float]:
+    """CPU seconds so far of the master and each worker, by pid: the whole server's cost."""
+    pids = [server.process.pid, *worker_pids(server.process.pid)]
+    found = {pid: cpu_seconds(pid) for pid in pids}
+    return {pid: seconds for pid, seconds in found.items() if seconds is not None}
+
+
+@dataclass(frozen=True)
+class PhaseCpu:
+    """The whole server's CPU over one load phase: utime + stime of the master and workers,
+    read before and after it, and the units of work (sign-ins, requests) it completed."""
+
+    seconds: float
+    units: int
+    requests_per_unit: int
+    # False if a worker started or ended during the phase: its CPU would be missed.
+    same_processes: bool
+
+    @classmethod
+    def between(
+        cls, before: dict[int, float], after: dict[int, float], units: int, requests_per_unit: int
+    ) -> PhaseCpu:
+        seconds = sum(after[pid] - before[pid] for pid in after if pid in before)
+        return cls(seconds, units, requests_per_unit, set(before) == set(after))
+
+    @property
+    def per_unit_s(self) -> float | None:
+        return self.seconds / self.units if self.units else None
+
+    @property
+    def per_request_s(self) -> float | None:
+        per_unit = self.per_unit_s
+        return None if per_unit is None else per_unit / self.requests_per_unit
+
+
 def gunicorn_memory(server: Server) -> dict[int, dict[str, float]]:
     """Memory of the master and each worker, by pid."""
     pids = [server.process.pid, *worker_pids(server.process.pid)]

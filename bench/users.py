@@ -75,6 +75,15 @@ def users_needed(verify_s: float, workers: int, reserved: int) -> int:
     return min(MAX_USERS, max(3000, per_step + reserved))
 
 
+def verify_cpu_seconds(password_hash: str, password: str) -> float:
+    """The CPU time (this thread's) of one argon2id verify: what a worker spends on the hash."""
+    from services.passwords import verify_password
+
+    started = time.thread_time()
+    verify_password(password_hash, password)
+    return time.thread_time() - started
+
+
 def verify_seconds(password_hash: str, password: str) -> float:
     """The time of one argon2id verify of the shared password, here and now."""
     from services.passwords import verify_password
