@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
 
 from models import ClinicPolicy, User, db
 from models.factors import EMAIL, SMS, TOTP
@@ -58,7 +57,11 @@ class Change:
 
 
 def current() -> ClinicPolicy:
-    policy = db.session.scalar(select(ClinicPolicy).where(ClinicPolicy.id == 1))
+    """The clinic's policy row. Read once per request: the database session lives as long as
+    the request (its app context), and ``get`` answers later calls from that session's
+    identity map, so every step of one request sees the same policy and the next request
+    reads it afresh. A change made in this request is on this very object."""
+    policy = db.session.get(ClinicPolicy, 1)
     if policy is None:
         policy = ClinicPolicy(
             id=1,
