@@ -211,14 +211,17 @@ def record_failure(row: UserSession, method: str, reserved: Reserved) -> Failure
     return Failure(sign_in_ended=ended, lock=lock)
 
 
+# Core, built once like the reservations above: it runs at every right code.
+_CLEAR_RUN = (
+    update(User.__table__)
+    .where(_USERS.id == bindparam("p_user"))
+    .values(mfa_failed_attempts=0, mfa_lockouts=0, mfa_locked_until=None)
+)
+
+
 def record_success(user: User) -> None:
     """A right code ends the run of wrong ones, including the try reserved for it."""
-    db.session.execute(
-        update(User)
-        .where(User.id == user.id)
-        .values(mfa_failed_attempts=0, mfa_lockouts=0, mfa_locked_until=None)
-        .execution_options(synchronize_session=False)
-    )
+    db.session.execute(_CLEAR_RUN, {"p_user": user.id})
 
 
 def unlock(user: User) -> None:
