@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 from flask import Flask, Response, current_app, flash, g, make_response, request, url_for
 from flask.typing import ResponseReturnValue
@@ -45,6 +46,8 @@ BAD_HOST_HINT = "This server does not answer to that address. Use the clinic's o
 # What Flask raises while matching a request whose Host header is malformed (BadHost) or not
 # in TRUSTED_HOSTS (SecurityError); the request then has no URL adapter, so url_for fails.
 _HOST_REFUSED = (BadHost, SecurityError)
+# C0 control characters but tab, CR and LF.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 FORM_EXPIRED = "The form had expired, so nothing was sent. Please try again."
@@ -136,9 +139,8 @@ def _refuse_control_characters() -> None:
         values = [*request.args.values(), *request.form.values()]
     except UnicodeDecodeError as exc:  # pragma: no cover - werkzeug replaces by default
         raise BadRequest() from exc
-    for value in values:
-        if any(ord(ch) < 0x20 and ch not in "\t\r\n" for ch in value):
-            raise BadRequest("Control characters are not allowed.")
+    if any(_CONTROL_CHARACTER.search(value) for value in values):
+        raise BadRequest("Control characters are not allowed.")
 
 
 # What a page's form sends (htmx too). Nothing here takes JSON, XML or raw bytes.
