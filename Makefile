@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FLASK := $(BIN)/flask --app app
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The bench plus a memory soak: SOAK_SECONDS of sign-ins, worker RSS read every 10 s.
+SOAK_SECONDS ?= 90
+soak: $(STAMP)
+	$(BIN)/python -m bench.run --soak $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

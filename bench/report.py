@@ -55,7 +55,16 @@ class Report:
     users_page: UsersPageResult | None = None
     # The server's CPU over each load phase ("full", "codes", "serial", "floor").
     cpu: dict[str, PhaseCpu] = field(default_factory=dict)
-    hash_cpu_s: float | None = None  # one argon2id verify, timed alone
+    # One argon2id verify's CPU, timed alone before the server starts and after it stops.
+    hash_cpu_samples: list[float] = field(default_factory=list)
+    # The soak: (seconds since it began, worker RSS by pid) every few seconds of sign-ins.
+    soak: list[tuple[float, dict[int, float]]] = field(default_factory=list)
+    soak_sign_ins: int = 0
+
+    @property
+    def hash_cpu_s(self) -> float | None:
+        return median(self.hash_cpu_samples)
+
     server_log_tail: str = ""
     load_average: str = ""
     pool_waits: int = 0
@@ -137,6 +146,8 @@ class Perf2:
     users_page_s: float | None = None  # the slowest view's median
     users_page_people: int = 0
     users_page_same_statements: bool | None = None
+    soak_s: float = 0.0  # how long the soak ran (0: none)
+    soak_growth_mb: float | None = None  # the largest worker growth over the soak
 
 
 def perf2_figures(report: Report) -> Perf2:
@@ -170,7 +181,29 @@ def perf2_figures(report: Report) -> Perf2:
         page.slowest_median_s if page else None,
         page.people if page else 0,
         page.same_statements_at_both_page_sizes if page else None,
+        report.soak[-1][0] if len(report.soak) > 1 else 0.0,
+        max(soak_growth(report).values(), default=None),
     )
+
+
+def soak_growth(report: Report) -> dict[int, float]:
+    """Each worker's RSS at the soak's end minus at its start, for workers present at both."""
+    if len(report.soak) < 2:
+        return {}
+    first, last = report.soak[0][1], report.soak[-1][1]
+    return {pid: last[pid] - first[pid] for pid in last if pid in first}
+
+
+def slope_mb_per_min(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of RSS over time, in MB per minute."""
+    if len(points) < 2:
+        return None
+    mean_t = statistics.fmean(t for t, _ in points)
+    mean_v = statistics.fmean(v for _, v in points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread == 0:
+        return None
+    return 60 * sum((t - mean_t) * (v - mean_v) for t, v in points) / spread
 
 
 @dataclass(frozen=True)
@@ -309,7 +342,8 @@ def server_cpu_lines(report: Report) -> list[str]:
             ["phase", "units", "CPU s", "ms per unit", "ms per request", "x floor request"],
             rows,
         ),
-        f"  argon2id verify alone (CPU, in the bench process): {hash_ms} ms",
+        f"  argon2id verify alone (CPU, in the bench process, median of "
+        f"{len(report.hash_cpu_samples)} before and after the load): {hash_ms} ms",
         f"  whole sign-in minus the hash: {ms(figures.sign_in_s)} - {hash_ms} = "
         f"{ms(figures.sign_in_minus_hash_s)} ms = "
         f"{times_floor(figures.sign_in_minus_hash_s, floor, len(STEPS))} five floor requests",
@@ -424,6 +458,30 @@ def memory_lines(report: Report) -> list[str]:
     ]
 
 
+def soak_lines(report: Report) -> list[str]:
+    if len(report.soak) < 2:
+        return []
+    pids = sorted(report.soak[0][1])
+    rows = [[f"{t:.0f}", *(_mb(rss.get(pid)) for pid in pids)] for t, rss in report.soak]
+    growth = soak_growth(report)
+    slopes = {
+        pid: slope_mb_per_min([(t, rss[pid]) for t, rss in report.soak if pid in rss])
+        for pid in pids
+    }
+    return [
+        "",
+        f"  Soak, after the floor: full sign-ins at concurrency {report.concurrency} for "
+        f"{report.soak[-1][0]:.0f} s ({report.soak_sign_ins} sign-ins); worker RSS (MB)",
+        *table(["seconds", *(f"worker {pid}" for pid in pids)], rows),
+        *(
+            f"  worker {pid}: {growth[pid]:+.1f} MB start to end, slope "
+            f"{slopes[pid]:+.2f} MB per minute"
+            for pid in pids
+            if pid in growth and slopes[pid] is not None
+        ),
+    ]
+
+
 def audit_lines(report: Report) -> list[str]:
     audit = report.audit
     if audit is None:
@@ -500,6 +558,19 @@ def summary_lines(figures: Perf2) -> list[str]:
             lambda v: f"{v:+.1f} MB",
             lambda v: v <= WORKER_RSS_GROWTH_MAX_MB,
         ),
+        *(
+            [
+                row(
+                    f"worker RSS flat over a {figures.soak_s:.0f} s soak: grows <= "
+                    f"{WORKER_RSS_GROWTH_MAX_MB:.0f} MB (largest)",
+                    figures.soak_growth_mb,
+                    lambda v: f"{v:+.1f} MB",
+                    lambda v: v <= WORKER_RSS_GROWTH_MAX_MB,
+                )
+            ]
+            if figures.soak_s
+            else []
+        ),
         row(
             f"users page over {USERS_PAGE_PEOPLE:,} people < {USERS_PAGE_MAX_S * 1000:.0f} ms "
             "(slowest view, median)",
@@ -537,6 +608,7 @@ def print_report(report: Report) -> None:
         *server_cpu_lines(report),
         *in_process_lines(report),
         *memory_lines(report),
+        *soak_lines(report),
         *users_page_lines(report),
         *audit_lines(report),
         *server_log_lines(report),

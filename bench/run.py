@@ -27,7 +27,6 @@ import contextlib
 import os
 import secrets
 import signal
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -78,7 +77,8 @@ LATER_PHASES_S = {
     "teardown": 6.0,
 }
 WARMUP_S = 1.0  # full sign-ins before phase 1, so template compiling is not measured
-HASH_CPU_SAMPLES = 11  # argon2id verifies timed alone, before the server starts
+SOAK_SAMPLE_S = 10.0  # the soak reads worker memory this often
+HASH_CPU_SAMPLES = 11  # argon2id verifies timed alone, before the server starts and after
 
 
 class Budget:
@@ -135,6 +135,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--page-views", type=int, default=20, help="timed requests per users-page view"
     )
+    parser.add_argument(
+        "--soak",
+        type=float,
+        default=0.0,
+        help="seconds of sign-ins after the floor, worker RSS read every "
+        f"{SOAK_SAMPLE_S:.0f} s (default 0: none; `make soak` runs 90)",
+    )
     args = parser.parse_args(argv)
     limits = {
         "concurrency": (1, 64),
@@ -148,6 +155,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "users": (0, MAX_USERS),
         "audit_events": (0, 2_000_000),
         "page_views": (1, 200),
+        "soak": (0, 3600),
     }
     for name, (low, high) in limits.items():
         if not low <= getattr(args, name) <= high:
@@ -183,6 +191,7 @@ def run(args: argparse.Namespace, budget: Budget) -> Report:
             finally:
                 # Errors and warnings only (--log-level warning); the file goes with tmp.
                 report.server_log_tail = log_tail(server_log)
+        time_hash_cpu(report, password_hash, password)
 
         log(f"in-process: {args.in_process} sign-ins with a statement counter")
         report.inproc = in_process(
@@ -229,6 +238,13 @@ def note_machine_state(report: Report) -> None:
         )
 
 
+def time_hash_cpu(report: Report, password_hash: str, password: str) -> None:
+    """What one argon2id verify costs in CPU, timed alone while the server is idle or gone."""
+    report.hash_cpu_samples += [
+        verify_cpu_seconds(password_hash, password) for _ in range(HASH_CPU_SAMPLES)
+    ]
+
+
 def set_up_users(args: argparse.Namespace, report: Report) -> tuple[UserPool, str, str, BenchUser]:
     """Migrate, seed enough users for the rate argon2 allows, then the rest of a 5,000-person
     clinic and its Administrator; returns the pool, the password everyone shares, its hash,
@@ -241,9 +257,7 @@ def set_up_users(args: argparse.Namespace, report: Report) -> tuple[UserPool, st
     password_hash = hash_password(password)
     verify_s = min(verify_seconds(password_hash, password) for _ in range(3))
     # What the hash costs a worker, to take out of a whole sign-in's server CPU.
-    report.hash_cpu_s = statistics.median(
-        verify_cpu_seconds(password_hash, password) for _ in range(HASH_CPU_SAMPLES)
-    )
+    time_hash_cpu(report, password_hash, password)
     reserved = args.pending + args.serial + args.in_process + IN_PROCESS_WARMUP + 50
     count = args.users or users_needed(verify_s, args.workers, reserved)
     log(f"seeding {count} users")
@@ -279,7 +293,11 @@ def measure_through_gunicorn(
     log(f"1. full sign-ins at concurrency {concurrency} for {args.duration:.0f} s")
     cpu = gunicorn_cpu(server)
     report.full = full_sign_ins(
-        port, pool, password, concurrency, budget.stop_at(args.duration, keep_after(None))
+        port,
+        pool,
+        password,
+        concurrency,
+        budget.stop_at(args.duration, keep_after(None) + args.soak),
     )
     report.cpu["full"], cpu = cpu_since(server, cpu, report.full.done, len(STEPS))
 
@@ -298,8 +316,38 @@ def measure_through_gunicorn(
         port, concurrency, budget.stop_at(args.floor_seconds, keep_after("floor"))
     )
     report.cpu["floor"], _ = cpu_since(server, cpu, report.floor.done, 1)
+    if args.soak:
+        soak(args, budget, server, pool, password, report)
 
     report.memory_after = gunicorn_memory(server)
+
+
+def worker_rss(server: Server) -> dict[int, float]:
+    memory = gunicorn_memory(server)
+    return {pid: m["VmRSS"] for pid, m in memory.items() if pid != server.process.pid}
+
+
+def soak(
+    args: argparse.Namespace,
+    budget: Budget,
+    server: Server,
+    pool: UserPool,
+    password: str,
+    report: Report,
+) -> None:
+    """``--soak`` seconds of full sign-ins, each worker's RSS read every SOAK_SAMPLE_S: whether
+    memory grows under sustained load (PERF-2: flat, no allocator tricks)."""
+    log(f"   soak: full sign-ins for {args.soak:.0f} s, worker memory every {SOAK_SAMPLE_S:.0f} s")
+    started = time.monotonic()
+    end = budget.stop_at(args.soak, keep_after("floor"))
+    report.soak.append((0.0, worker_rss(server)))
+    while time.monotonic() < end - 1.0:
+        stop = min(end, time.monotonic() + SOAK_SAMPLE_S)
+        result = full_sign_ins(server.port, pool, password, args.concurrency, stop)
+        report.soak_sign_ins += result.done
+        report.soak.append((time.monotonic() - started, worker_rss(server)))
+        if result.errors.halt.is_set():
+            break
 
 
 def cpu_since(
@@ -341,7 +389,7 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    budget = Budget(TOTAL_BUDGET_S)
+    budget = Budget(TOTAL_BUDGET_S + args.soak)
     try:
         report = run(args, budget)
     except KeyboardInterrupt:
