@@ -327,6 +327,7 @@ def server_cpu_lines(report: Report) -> list[str]:
             ms(phase.per_unit_s),
             ms(phase.per_request_s),
             times_floor(phase.per_request_s, floor),
+            "-" if phase.faults_per_unit is None else f"{phase.faults_per_unit:.0f}",
         ]
         for name, label in labels.items()
         if (phase := report.cpu.get(name)) is not None
@@ -339,7 +340,15 @@ def server_cpu_lines(report: Report) -> list[str]:
         f"   /proc, read before and after each phase (clock tick {CLOCK_TICK_S * 1000:.0f} ms), "
         "divided by what the phase completed",
         *table(
-            ["phase", "units", "CPU s", "ms per unit", "ms per request", "x floor request"],
+            [
+                "phase",
+                "units",
+                "CPU s",
+                "ms per unit",
+                "ms per request",
+                "x floor request",
+                "page faults per unit",
+            ],
             rows,
         ),
         f"  argon2id verify alone (CPU, in the bench process, median of "

@@ -351,8 +351,8 @@ def soak(
 
 
 def cpu_since(
-    server: Server, before: dict[int, float], units: int, requests_per_unit: int
-) -> tuple[PhaseCpu, dict[int, float]]:
+    server: Server, before: dict[int, tuple[float, int]], units: int, requests_per_unit: int
+) -> tuple[PhaseCpu, dict[int, tuple[float, int]]]:
     """The server's CPU since ``before`` over ``units``, and the reading it ended with."""
     after = gunicorn_cpu(server)
     return PhaseCpu.between(before, after, units, requests_per_unit), after
