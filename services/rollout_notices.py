@@ -32,7 +32,7 @@ from sqlalchemy import delete, select, update
 from models import ClinicPolicy, Role, RolloutNotice, User, db
 from models.policy import MODE_REQUIRED
 from models.types import utcnow
-from services import audit, localtime, notify, policy, requirement, signin, upsert
+from services import audit, localtime, notify, policy, readiness, requirement, upsert
 from services.links import external_url
 
 # A claim whose run died between claiming and marking it sent (killed, server rebooted) may be
@@ -116,20 +116,20 @@ def due(days: Iterable[int] | None = None) -> list[Due]:
             select(User)
             .where(User.role_id == role.id, User.active.is_(True), User.is_person)
             .order_by(User.email)
-        )
+        ).all()
         owed += [
-            Due(user, role, go_live, days_before, days_left)
-            for user in users
-            if user.id not in sent and _concerned(user, clinic, today, go_live)
+            Due(person.user, role, go_live, days_before, days_left)
+            for person in readiness.people_of(users)
+            if person.user.id not in sent and _concerned(person, clinic, today, go_live)
         ]
     return owed
 
 
-def _concerned(user: User, clinic: ClinicPolicy, today: date, go_live: date) -> bool:
+def _concerned(person: readiness.Person, clinic: ClinicPolicy, today: date, go_live: date) -> bool:
     """Their requirement waits for this very date (not exempt, not required already by an
     override), and they have no factor they could use on that day."""
-    needs = requirement.of(user, clinic, today=today)
-    return needs.required_from == go_live and not signin.usable_factors(user, clinic)
+    needs = requirement.of(person.user, clinic, today=today)
+    return needs.required_from == go_live and not person.kinds & frozenset(needs.methods)
 
 
 def send_due(days: Iterable[int] | None = None) -> Outcome:
