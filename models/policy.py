@@ -11,6 +11,8 @@ MODE_OFF = "off"
 MODE_OPTIONAL = "optional"
 MODE_REQUIRED = "required"
 MODES = (MODE_OFF, MODE_OPTIONAL, MODE_REQUIRED)
+# The clinic has one policy, always this row.
+POLICY_ID = 1
 
 
 class ClinicPolicy(Base):

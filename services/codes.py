@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from flask import current_app
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import Update, case, delete, func, select, update
 
 from models import OneTimeCode, User, db
+from models.codes import PURPOSE_SIGN_IN
 from models.types import utcnow
-from services import audit, policy
+from services import audit, policy, wrong_codes
 from services.crypto import keyed_hash
 from services.mail import DeliveryError
 from services.wording import plural
@@ -207,9 +208,9 @@ def send_code(
     return Sent(channel=kind.name, shown_as=kind.shown_as(target) or "", expires_in_minutes=minutes)
 
 
-def verify(
+def _judge(
     user_id: int, *, purpose: str, target: str, session_id: int | None, code: str | None
-) -> bool:
+) -> Update:
     """Compare ``code`` with the current code and count the try, in one statement.
 
     The UPDATE matches only the current, unexpired, unused code with tries left, and the
@@ -221,7 +222,7 @@ def verify(
     # No code hashes to a value no stored code has: a malformed code is a wrong try.
     given = _hash(user_id, purpose, target, code) if code is not None else b""
     right = OneTimeCode.code_hash == given
-    spent = db.session.execute(
+    return (
         update(OneTimeCode)
         .where(*_active(user_id, purpose, target, session_id, now))
         .values(
@@ -230,5 +231,27 @@ def verify(
         )
         .returning(OneTimeCode.used_at)
         .execution_options(synchronize_session=False)
+    )
+
+
+def verify(user_id: int, *, purpose: str, target: str, code: str | None) -> bool:
+    """Whether ``code`` is the current code of a setup (``_judge``); spent if it is."""
+    spent = db.session.execute(
+        _judge(user_id, purpose=purpose, target=target, session_id=None, code=code)
     ).first()
-    return spent is not None and spent[0] is not None
+    return spent is not None and spent.used_at is not None
+
+
+def spend_for_sign_in(
+    user_id: int, *, target: str, session_id: int, code: str | None
+) -> wrong_codes.Passed | None:
+    """Spend ``code`` if it is the current code of the pending sign-in ``session_id``
+    (``_judge``), behind the gate (services/wrong_codes.py): while the gate is shut the code
+    is neither spent nor counted."""
+    judged = _judge(
+        user_id, purpose=PURPOSE_SIGN_IN, target=target, session_id=session_id, code=code
+    )
+    spent = db.session.execute(
+        wrong_codes.guarded(judged, OneTimeCode.user_id), wrong_codes.gate_params()
+    ).first()
+    return wrong_codes.passed(spent) if spent is not None and spent.used_at is not None else None

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
+from flask import current_app, g
 
 from models import ClinicPolicy, User, db
 from models.factors import EMAIL, SMS, TOTP
-from models.policy import MODE_OFF, MODE_OPTIONAL, MODE_REQUIRED, MODES
+from models.policy import MODE_OFF, MODE_OPTIONAL, MODE_REQUIRED, MODES, POLICY_ID
 from models.user import ADMINISTRATOR
 from services import devices, locations, mail, sms
 
@@ -57,14 +57,21 @@ class Change:
 
 
 def current() -> ClinicPolicy:
-    """The clinic's policy row. Read once per request: the database session lives as long as
-    the request (its app context), and ``get`` answers later calls from that session's
-    identity map, so every step of one request sees the same policy and the next request
-    reads it afresh. A change made in this request is on this very object."""
-    policy = db.session.get(ClinicPolicy, 1)
+    """The clinic's policy row, read at most once per request.
+
+    The row is kept on ``g`` as long as the request's database session lives (both belong to
+    the app context): the session's identity map holds rows only weakly, so on its own it
+    would forget a row nothing else refers to. Every step of one request sees the same
+    policy, a change made in this request is on this very object, and the next request reads
+    it afresh. The request's session row is read with the policy row beside it
+    (services/sessions.py, ``keep``), so most requests never read it on its own."""
+    kept = g.get("clinic_policy")
+    if kept is not None:
+        return kept
+    policy = db.session.get(ClinicPolicy, POLICY_ID)
     if policy is None:
         policy = ClinicPolicy(
-            id=1,
+            id=POLICY_ID,
             mode="off",
             allowed_methods=TOTP,
             remember_days=90,
@@ -75,7 +82,14 @@ def current() -> ClinicPolicy:
         )
         db.session.add(policy)
         db.session.flush()
+    g.clinic_policy = policy
     return policy
+
+
+def keep(policy: ClinicPolicy | None) -> None:
+    """The policy row, read by a query of this request beside something else."""
+    if policy is not None:
+        g.clinic_policy = policy
 
 
 def methods_for(user: User, clinic: ClinicPolicy) -> tuple[str, ...]:

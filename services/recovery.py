@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select, update
 
 from models import RecoveryCode, db
 from models.types import utcnow
+from services import wrong_codes
 from services.crypto import keyed_hash
 
 COUNT = 10
@@ -58,12 +59,13 @@ def generate(user_id: int) -> list[str]:
     return codes
 
 
-def use(user_id: int, raw: str | None) -> bool:
-    """Spend a code. The conditional UPDATE makes it single-use even under races."""
+def use(user_id: int, raw: str | None) -> wrong_codes.Passed | None:
+    """Spend a code at sign-in, behind the gate (services/wrong_codes.py). The conditional
+    UPDATE makes it single-use even under races."""
     code = normalise(raw)
     if code is None:
-        return False
-    result = db.session.execute(
+        return None
+    spend = (
         update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user_id,
@@ -71,8 +73,12 @@ def use(user_id: int, raw: str | None) -> bool:
             RecoveryCode.used_at.is_(None),
         )
         .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    spent = db.session.execute(
+        wrong_codes.guarded(spend, RecoveryCode.user_id), wrong_codes.gate_params()
+    ).first()
+    return wrong_codes.passed(spent)
 
 
 def remaining(user_id: int) -> int:

@@ -16,9 +16,11 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models import User, UserSession, db
+from models import ClinicPolicy, User, UserSession, db
+from models.policy import POLICY_ID
 from models.sessions import ACTIVE, ENDED, PENDING, STEP_SETUP
 from models.types import utcnow
+from services import policy
 from services.client import client_ip, user_agent
 
 TOKEN_KEY = "sid"  # noqa: S105 - the cookie key, not a secret
@@ -96,8 +98,8 @@ _PROMOTE = (
         _SESSIONS.id == bindparam("p_id"),
         _SESSIONS.state == PENDING,
         _SESSIONS.pending_expires_at > bindparam("p_now"),
-        # The try that brought this code was reserved (counted) first: the fifth may win.
-        _SESSIONS.failed_codes <= bindparam("p_max_failed"),
+        # A right code is not a counted try: it wins while fewer than the limit were wrong.
+        _SESSIONS.failed_codes < bindparam("p_max_failed"),
     )
     .values(
         token_hash=bindparam("p_hash"),
@@ -111,8 +113,11 @@ _PROMOTE = (
         mfa_method=bindparam("p_method"),
     )
 )
+# The clinic's policy row comes along in the same SELECT: most requests that find a session
+# go on to ask the policy (services/policy.current then answers without a query).
 _CURRENT = (
-    select(UserSession)
+    select(UserSession, ClinicPolicy)
+    .outerjoin(ClinicPolicy, ClinicPolicy.id == POLICY_ID)
     .where(UserSession.token_hash == bindparam("p_hash"), UserSession.state != ENDED)
     .options(joinedload(UserSession.user).joinedload(User.default_factor))
 )
@@ -169,8 +174,9 @@ def _expired(row: UserSession, now: datetime) -> str | None:
 def current() -> UserSession | None:
     """The live (pending or active) session named by the cookie, or None.
 
-    Loads the user and their default factor in the same query, so an MFA request needs no
-    second read. A session found expired is ended on sight and ``g.session_ended`` says why.
+    Loads the user, their role and default factor and the clinic's policy in the same query,
+    so an MFA request needs no second read. A session found expired is ended on sight and
+    ``g.session_ended`` says why.
     """
     if "user_session" in g:
         return g.user_session
@@ -178,9 +184,11 @@ def current() -> UserSession | None:
     token = session.get(TOKEN_KEY)
     if not isinstance(token, str) or not token or len(token) > 128:
         return None
-    row = db.session.scalar(_CURRENT, {"p_hash": token_hash(token)})
-    if row is None:
+    found = db.session.execute(_CURRENT, {"p_hash": token_hash(token)}).first()
+    if found is None:
         return None
+    row = found.UserSession
+    policy.keep(found.ClinicPolicy)
     now = utcnow()
     reason = _expired(row, now)
     if reason:

@@ -182,7 +182,7 @@ def record_wrong_code(ip: str) -> None:
     """Count a wrong second-factor code from ``ip``, whichever account it was for (FAC-6).
 
     The limit-th wrong code within the window blocks the address for the window; while
-    blocked, ``wrong_codes.reserve`` compares no code from it (it reads ``blocked_until``).
+    blocked, the gate of ``wrong_codes`` lets no code from it count or sign in.
     """
     cfg = current_app.config
     now, window = utcnow(), cfg["MFA_WRONG_CODES_ADDRESS_WINDOW"]

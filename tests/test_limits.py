@@ -1,11 +1,12 @@
 """Guessing limits that hold under concurrency, malformed codes, locks and addresses (FAC-6).
 
-"Compared" is counted from the audit log: ``mfa.code_failed`` is written only for a code that
-was reserved and compared, never for one refused before comparison.
+"Compared" is counted from the audit log: ``mfa.code_failed`` is written only for a wrong code
+whose try was counted, never for one the gate refused (services/wrong_codes.py).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -14,7 +15,16 @@ import sqlalchemy as sa
 import time_machine
 from flask import Flask
 
-from models import AuditEvent, MfaFactor, SignInThrottle, User, UserSession, db
+from models import (
+    AuditEvent,
+    MfaFactor,
+    OneTimeCode,
+    RecoveryCode,
+    SignInThrottle,
+    User,
+    UserSession,
+    db,
+)
 from services import crypto
 from tests.conftest import AuthActions, make_app, release_together
 
@@ -155,6 +165,62 @@ def test_no_code_is_sent_to_a_locked_user(app, client, auth, make_user, set_poli
         auth.post("/mfa/challenge/resend", page="/mfa/challenge")
     assert mailbox.to(NURSE) == []
     assert count(app, "mfa.code_sent") == 0
+
+
+@pytest.mark.parametrize("kind", ["totp", "email", "recovery"])
+def test_a_right_code_of_any_kind_is_refused_while_locked_and_not_spent(
+    app, client, auth, make_user, enrol_totp, set_policy, mailbox, kind
+):
+    """Every kind spends its code behind the same gate: a locked user's right code neither
+    signs in nor is used up, and the refused try is not counted."""
+    set_policy(mode="required", methods="totp,email")
+    user_id = make_user(NURSE)
+    secret, recovery_codes = enrol_totp(user_id, with_recovery=True)
+    if kind == "email":
+        with app.app_context():
+            db.session.execute(sa.update(MfaFactor).values(is_default=False))
+            db.session.add(MfaFactor(user_id=user_id, kind="email", is_default=True, target=NURSE))
+            db.session.commit()
+    with time_machine.travel(T0, tick=False) as clock:
+        auth.login()
+        if kind == "email":
+            code = re.search(r"\b(\d{6})\b", mailbox.text(mailbox.to(NURSE)[-1])).group(1)
+        else:
+            code = pyotp.TOTP(secret).at(T0) if kind == "totp" else recovery_codes[0]
+        with app.app_context():
+            user = db.session.get(User, user_id)
+            user.mfa_failed_attempts, user.mfa_lockouts = 10, 1
+            user.mfa_locked_until = T0 + timedelta(minutes=2)
+            db.session.commit()
+        path = "/mfa/challenge/recovery" if kind == "recovery" else "/mfa/challenge"
+        refused = auth.post(path, {"code": code})
+        assert refused.status_code == 429
+        assert "Your sign-in codes are locked for 2 more minutes." in refused.get_data(as_text=True)
+        with app.app_context():
+            user = db.session.get(User, user_id)
+            assert (user.mfa_failed_attempts, user.mfa_lockouts) == (10, 1)
+            assert db.session.scalar(sa.select(sa.func.max(MfaFactor.last_step))) == 0
+            assert (
+                db.session.scalar(
+                    sa.select(sa.func.count()).where(RecoveryCode.used_at.is_not(None))
+                )
+                == 0
+            )
+            assert (
+                db.session.scalar(
+                    sa.select(sa.func.count()).where(OneTimeCode.used_at.is_not(None))
+                )
+                == 0
+            )
+        assert count(app, "mfa.code_failed") == 0
+        clock.shift(timedelta(minutes=2, seconds=1))
+        if kind == "totp":
+            code = pyotp.TOTP(secret).at(T0 + timedelta(minutes=2, seconds=1))
+        # The same email or recovery code, kept through the lock, now signs in.
+        assert auth.post(path, {"code": code}).headers["Location"] == "/"
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        assert (user.mfa_failed_attempts, user.mfa_lockouts, user.mfa_locked_until) == (0, 0, None)
 
 
 def test_the_51st_wrong_code_from_one_address_is_refused(app, make_user, enrol_totp, set_policy):

@@ -398,3 +398,58 @@ def test_every_decision_is_audited(app, client, auth, nurse):
     ]
     assert rows[0].details["next"] == "challenge"
     assert rows[2].details["method"] == "totp"
+
+
+def statements_of(app, request) -> tuple[object, list[str]]:
+    """The response to ``request()`` and the SQL it sent, each as its verb and table."""
+    sent: list[str] = []
+
+    def log(_conn, _cursor, statement, *_args) -> None:
+        words = statement.split()
+        table = words[words.index("FROM") + 1] if words[0] == "SELECT" else words[1]
+        sent.append(f"{words[0]} {words[2] if table == 'INTO' else table}")
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", log)
+    try:
+        return request(), sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", log)
+
+
+def test_a_right_app_code_costs_four_statements(app, client, auth, nurse):
+    """PERF-2: the session row (with the user, their default factor and the policy), the
+    guarded spend, the promotion and the audit row; a run of wrong codes adds its clearing."""
+    _, secret, _ = nurse
+    with time_machine.travel(T0, tick=False) as clock:
+        auth.login()
+        token = auth.csrf_token("/mfa/challenge")
+        code = code_at(secret, T0)
+        response, sent = statements_of(
+            app, lambda: client.post("/mfa/challenge", data={"csrf_token": token, "code": code})
+        )
+        assert response.headers["Location"] == "/"
+        assert sent == [
+            "SELECT user_sessions",
+            "UPDATE mfa_factors",
+            "UPDATE user_sessions",
+            "INSERT audit_events",
+        ]
+        auth.logout()
+        clock.shift(timedelta(minutes=1))
+        auth.login()
+        assert auth.verify_totp("000000").status_code == 422
+        token = auth.csrf_token("/mfa/challenge")
+        code = code_at(secret, T0 + timedelta(minutes=1))
+        response, sent = statements_of(
+            app, lambda: client.post("/mfa/challenge", data={"csrf_token": token, "code": code})
+        )
+        assert response.headers["Location"] == "/"
+        assert sent == [
+            "SELECT user_sessions",
+            "UPDATE mfa_factors",
+            "UPDATE user_sessions",
+            "UPDATE users",
+            "INSERT audit_events",
+        ]

@@ -40,6 +40,7 @@ def complete_sign_in(
     next_url: str | None = None,
     remember_device: bool = False,
     then: str | None = None,
+    passed: wrong_codes.Passed | None = None,
 ) -> Response | None:
     """Sign ``user`` in and answer with where they go next. Commits.
 
@@ -48,7 +49,8 @@ def complete_sign_in(
     session is opened (no second factor owed, or a remembered device). ``then`` overrides the
     destination (the wizard's next step); otherwise it is the pending sign-in's ``next``, or
     ``next_url``, or home. htmx gets HX-Redirect: a full page, so the header shows who is
-    signed in.
+    signed in. ``passed``: the challenge's code, spent behind the gate, which says whether
+    there is a run of wrong codes to clear.
     """
     if pending is not None:
         if not sessions.promote(pending, method=method):
@@ -58,7 +60,7 @@ def complete_sign_in(
     else:
         sessions.start(user, method=method)
     if method not in _NO_CODE:
-        wrong_codes.record_success(user)
+        wrong_codes.record_success(user, passed)
     audit.record("sign_in.succeeded", actor=user, subject=user, method=method)
     response = redirect_to(then or safe_next(next_url) or url_for("home.index"))
     clinic = policy.current()

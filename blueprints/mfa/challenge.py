@@ -145,7 +145,7 @@ def _render(
 def _refused(
     row: UserSession, form, templates: tuple[str, str], refused: wrong_codes.Refused
 ) -> ResponseReturnValue:
-    """No code was compared: the sign-in has used its tries, the factor is locked, or the
+    """The try was not counted: the sign-in has used its tries, the factor is locked, or the
     client address has sent too many wrong codes (429 with Retry-After)."""
     if refused.sign_in_ended:
         sessions.end(row, "too_many_codes", only_if_pending=True)
@@ -166,13 +166,13 @@ def _refused(
 
 def _failed(
     row: UserSession,
-    reserved: wrong_codes.Reserved,
+    counted: wrong_codes.Counted,
     kind: factor_kinds.FactorKind,
     form,
     templates: tuple[str, str],
 ) -> ResponseReturnValue:
-    """The reserved try was wrong (FAC-6); end the pending sign-in when its tries are used up."""
-    outcome = wrong_codes.record_failure(row, kind.name, reserved)
+    """The counted try was wrong (FAC-6); end the pending sign-in when its tries are used up."""
+    outcome = wrong_codes.record_failure(row, kind.name, counted)
     if outcome.sign_in_ended:
         flash(
             _lock_message(outcome.lock)
@@ -191,16 +191,15 @@ def _check(
     factor: MfaFactor | None,
     templates: tuple[str, str],
 ) -> ResponseReturnValue:
-    """Reserve a try, then let ``kind`` check the code; what the challenge and the recovery
-    form share. Cases: refused before comparing (see ``_refused``); right (signed in through
-    ``complete_sign_in``); wrong, malformed, expired or replayed (422, counted); the last
-    allowed try (back to the password)."""
-    reserved = wrong_codes.reserve(row)
-    if isinstance(reserved, wrong_codes.Refused):
-        return _refused(row, form, templates, reserved)
-    # A malformed code is checked as no code: a wrong try like any other.
+    """Let ``kind`` judge the code, then the gate decide whether that stands
+    (services/wrong_codes.py); what the challenge and the recovery form share. Cases: right
+    and the gate open (signed in through ``complete_sign_in``); wrong, malformed, expired or
+    replayed (422, counted); the last allowed try (back to the password); not counted (see
+    ``_refused``)."""
+    # A malformed code is judged as no code: a wrong try like any other.
     code = form.code.data if form.validate() else None
-    if kind.check_sign_in(row, factor, code):
+    passed = kind.check_sign_in(row, factor, code)
+    if passed is not None:
         user = row.user
         remember = bool(getattr(form, "remember", None) and form.remember.data)
         if kind is factor_kinds.RECOVERY:
@@ -209,7 +208,9 @@ def _check(
             sessions.end_all_for(user.id, reason="recovery_code_used", keep=row)
             forgotten = devices.revoke_all(user.id)
             locations.forget_all(user.id)
-        response = complete_sign_in(user, method=kind.name, pending=row, remember_device=remember)
+        response = complete_sign_in(
+            user, method=kind.name, pending=row, remember_device=remember, passed=passed
+        )
         if response is None:
             return _back_to_sign_in()
         if kind is factor_kinds.RECOVERY:
@@ -217,7 +218,10 @@ def _check(
             notify.recovery_code_used(user, left, devices_forgotten=forgotten)
             db.session.commit()
         return response
-    return _failed(row, reserved, kind, form, templates)
+    counted = wrong_codes.count_wrong(row)
+    if isinstance(counted, wrong_codes.Refused):
+        return _refused(row, form, templates, counted)
+    return _failed(row, counted, kind, form, templates)
 
 
 @bp.get("/challenge")

@@ -2,57 +2,43 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from markupsafe import Markup
-from sqlalchemy import bindparam, exists, update
+from sqlalchemy import bindparam, update
 
 from models import MfaFactor, MfaSetup, User, UserSession, db
 from models.factors import TOTP
-from models.types import utcnow
 from services import crypto, totp, wrong_codes
 from services.factor_kinds.base import FactorKind
 
 RECOMMENDED_APPS = ("Microsoft Authenticator", "Google Authenticator", "Authy")
 
 # Built once with bind parameters: this runs on every code a person types (PERF-2).
-_FACTORS, _USERS = MfaFactor.__table__.c, User.__table__.c
-_CONSUME = (
+_FACTORS = MfaFactor.__table__.c
+_SPEND = wrong_codes.guarded(
     update(MfaFactor.__table__)
-    .where(
-        _FACTORS.id == bindparam("p_id"),
-        _FACTORS.last_step < bindparam("p_step"),
-        ~exists().where(
-            _USERS.id == _FACTORS.user_id,
-            wrong_codes.locked_sql(_USERS, now=bindparam("p_now"), hard=bindparam("p_hard")),
-        ),
-    )
-    .values(last_step=bindparam("p_step"), last_used_at=bindparam("p_now"))
+    .where(_FACTORS.id == bindparam("p_id"), _FACTORS.last_step < bindparam("p_step"))
+    .values(last_step=bindparam("p_step"), last_used_at=bindparam("p_now")),
+    _FACTORS.user_id,
 )
 
 
-def consume(factor: MfaFactor, code: str | None) -> bool:
-    """True if ``code`` is a current code of ``factor`` not used before, and spend it.
+def consume(factor: MfaFactor, code: str | None) -> wrong_codes.Passed | None:
+    """Spend ``code`` if it is a current code of ``factor`` not used before.
 
-    The UPDATE is the arbiter: it matches only while the step is newer than the last one
-    accepted and the user's second factor is not locked, so of N racing requests carrying
-    the same code exactly one succeeds, and none succeeds once a lock has landed.
+    The guarded UPDATE is the arbiter: it matches only while the step is newer than the last
+    one accepted and the gate is open, so of N racing requests carrying the same code exactly
+    one succeeds, and none once a lock has landed.
     """
     if code is None or factor.secret_encrypted is None:
-        return False
+        return None
     secret = crypto.decrypt(factor.secret_encrypted)
     step = totp.matching_step(secret, code, after_step=factor.last_step)
     if step is None:
-        return False
-    result = db.session.execute(
-        _CONSUME,
-        {
-            "p_id": factor.id,
-            "p_step": step,
-            "p_now": utcnow(),
-            "p_hard": current_app.config["MFA_WRONG_CODES_HARD_LOCK"],
-        },
-    )
-    return result.rowcount == 1
+        return None
+    spent = db.session.execute(
+        _SPEND, {"p_id": factor.id, "p_step": step, **wrong_codes.gate_params()}
+    ).first()
+    return wrong_codes.passed(spent)
 
 
 class AuthenticatorApp(FactorKind):
@@ -88,8 +74,10 @@ class AuthenticatorApp(FactorKind):
     def start_setup(self, setup: MfaSetup) -> None:
         setup.secret_encrypted = crypto.encrypt(totp.new_secret())
 
-    def check_sign_in(self, row: UserSession, factor: MfaFactor | None, code: str | None) -> bool:
-        return factor is not None and consume(factor, totp.normalise_code(code))
+    def check_sign_in(
+        self, row: UserSession, factor: MfaFactor | None, code: str | None
+    ) -> wrong_codes.Passed | None:
+        return None if factor is None else consume(factor, totp.normalise_code(code))
 
     def check_setup(self, setup: MfaSetup, user: User, code: str | None) -> int | None:
         normal = totp.normalise_code(code)

@@ -13,9 +13,9 @@ from markupsafe import Markup
 from sqlalchemy import update
 
 from models import MfaFactor, MfaSetup, User, UserSession, db
-from models.codes import PURPOSE_SETUP, PURPOSE_SIGN_IN
+from models.codes import PURPOSE_SETUP
 from models.types import utcnow
-from services import codes, totp
+from services import codes, totp, wrong_codes
 
 
 class FactorKind(ABC):
@@ -51,8 +51,11 @@ class FactorKind(ABC):
         return None  # email and SMS need nothing until the address or number is confirmed
 
     @abstractmethod
-    def check_sign_in(self, row: UserSession, factor: MfaFactor | None, code: str | None) -> bool:
-        """Spend ``code`` for the pending sign-in ``row`` if it is right; once only."""
+    def check_sign_in(
+        self, row: UserSession, factor: MfaFactor | None, code: str | None
+    ) -> wrong_codes.Passed | None:
+        """Spend ``code`` for the pending sign-in ``row`` if it is right, once only and behind
+        the gate of services/wrong_codes.py (``guarded``): None otherwise."""
 
     @abstractmethod
     def check_setup(self, setup: MfaSetup, user: User, code: str | None) -> int | None:
@@ -88,29 +91,28 @@ class CodeSendingKind(FactorKind):
     def deliver(self, user: User, target: str, *, purpose: str, code: str, minutes: int) -> None:
         """Send ``code``; raises ``services.mail.DeliveryError`` when it cannot go."""
 
-    def check_sign_in(self, row: UserSession, factor: MfaFactor | None, code: str | None) -> bool:
-        if factor is None or not codes.verify(
+    def check_sign_in(
+        self, row: UserSession, factor: MfaFactor | None, code: str | None
+    ) -> wrong_codes.Passed | None:
+        if factor is None:
+            return None
+        passed = codes.spend_for_sign_in(
             row.user_id,
-            purpose=PURPOSE_SIGN_IN,
             target=factor.target or "",
             session_id=row.id,
             code=totp.normalise_code(code),
-        ):
-            return False
-        # "Last used" on the security page; the app's factor records it in its own UPDATE.
-        db.session.execute(
-            update(MfaFactor).where(MfaFactor.id == factor.id).values(last_used_at=utcnow())
         )
-        return True
+        if passed is not None:
+            # "Last used" on the security page; the app's factor records it in its own UPDATE.
+            db.session.execute(
+                update(MfaFactor).where(MfaFactor.id == factor.id).values(last_used_at=utcnow())
+            )
+        return passed
 
     def check_setup(self, setup: MfaSetup, user: User, code: str | None) -> int | None:
         if setup.target is None:
             return None
         ok = codes.verify(
-            user.id,
-            purpose=PURPOSE_SETUP,
-            target=setup.target,
-            session_id=None,
-            code=totp.normalise_code(code),
+            user.id, purpose=PURPOSE_SETUP, target=setup.target, code=totp.normalise_code(code)
         )
         return 0 if ok else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from markupsafe import Markup
 
 from models import MfaFactor, MfaSetup, User, UserSession
-from services import recovery
+from services import recovery, wrong_codes
 from services.factor_kinds.base import FactorKind
 
 
@@ -33,7 +33,9 @@ class RecoveryCode(FactorKind):
             "code works once; we will email you when one is used."
         )
 
-    def check_sign_in(self, row: UserSession, factor: MfaFactor | None, code: str | None) -> bool:
+    def check_sign_in(
+        self, row: UserSession, factor: MfaFactor | None, code: str | None
+    ) -> wrong_codes.Passed | None:
         return recovery.use(row.user_id, code)
 
     def check_setup(self, setup: MfaSetup, user: User, code: str | None) -> int | None:
