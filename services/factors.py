@@ -3,7 +3,7 @@ a code lives in services/factor_kinds."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from models import (
     MfaFactor,
@@ -15,13 +15,12 @@ from models import (
     db,
 )
 
+# Built once: every challenge and password step lists the person's factors (PERF-2).
+_FOR_USER = select(MfaFactor).where(MfaFactor.user_id == bindparam("p_user")).order_by(MfaFactor.id)
+
 
 def for_user(user_id: int) -> list[MfaFactor]:
-    return list(
-        db.session.scalars(
-            select(MfaFactor).where(MfaFactor.user_id == user_id).order_by(MfaFactor.id)
-        )
-    )
+    return list(db.session.scalars(_FOR_USER, {"p_user": user_id}))
 
 
 def own(user_id: int, factor_id: int) -> MfaFactor | None:

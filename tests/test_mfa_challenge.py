@@ -13,7 +13,7 @@ import time_machine
 
 from models import AuditEvent, MfaFactor, User, UserSession, db
 from services import totp
-from tests.conftest import AuthActions, make_app
+from tests.conftest import PASSWORD, AuthActions, make_app
 
 T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
 
@@ -453,3 +453,19 @@ def test_a_right_app_code_costs_four_statements(app, client, auth, nurse):
             "UPDATE users",
             "INSERT audit_events",
         ]
+
+
+def test_a_right_password_costs_five_statements(app, client, auth, nurse):
+    """PERF-2: the throttle rows, the person with the policy beside them, their factors, the
+    audit row and the pending sign-in."""
+    token = auth.csrf_token()
+    form = {"csrf_token": token, "email": "nurse@clinic.example", "password": PASSWORD}
+    response, sent = statements_of(app, lambda: client.post("/sign-in", data=form))
+    assert response.headers["Location"] == "/mfa/challenge"
+    assert sent == [
+        "SELECT sign_in_throttles",
+        "SELECT users",
+        "SELECT mfa_factors",
+        "INSERT audit_events",
+        "INSERT user_sessions",
+    ]

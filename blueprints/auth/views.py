@@ -19,7 +19,7 @@ from services.client import client_ip
 from services.passwords import hash_password, needs_rehash, verify_password
 from services.redirects import safe_next
 from services.signin import Next
-from services.users import by_email
+from services.users import signing_in
 
 GENERIC_ERROR = "That email address and password do not match an account."
 
@@ -62,7 +62,7 @@ def sign_in_post() -> ResponseReturnValue:
         response.headers["Retry-After"] = str(block.retry_after(now))
         return response
 
-    user = by_email(email)
+    user = signing_in(email)
     password = form.password.data or ""
     # An API user has no password (ADM-10): it is checked against the dummy hash, as for an
     # unknown address, so the answer, its cost and the failure counted are a wrong password's.
