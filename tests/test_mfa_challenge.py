@@ -422,34 +422,26 @@ def test_a_right_app_code_costs_four_statements(app, client, auth, nurse):
     """PERF-2: the session row (with the user, their default factor and the policy), the
     guarded spend, the promotion and the audit row; a run of wrong codes adds its clearing."""
     _, secret, _ = nurse
+
+    def sign_in_at(when: datetime) -> list[str]:
+        token = auth.csrf_token("/mfa/challenge")
+        data = {"csrf_token": token, "code": code_at(secret, when)}
+        response, sent = statements_of(app, lambda: client.post("/mfa/challenge", data=data))
+        assert response.headers["Location"] == "/"
+        return sent
+
+    spend, promote = "UPDATE mfa_factors", "UPDATE user_sessions"
     with time_machine.travel(T0, tick=False) as clock:
         auth.login()
-        token = auth.csrf_token("/mfa/challenge")
-        code = code_at(secret, T0)
-        response, sent = statements_of(
-            app, lambda: client.post("/mfa/challenge", data={"csrf_token": token, "code": code})
-        )
-        assert response.headers["Location"] == "/"
-        assert sent == [
-            "SELECT user_sessions",
-            "UPDATE mfa_factors",
-            "UPDATE user_sessions",
-            "INSERT audit_events",
-        ]
+        assert sign_in_at(T0) == ["SELECT user_sessions", spend, promote, "INSERT audit_events"]
         auth.logout()
         clock.shift(timedelta(minutes=1))
         auth.login()
         assert auth.verify_totp("000000").status_code == 422
-        token = auth.csrf_token("/mfa/challenge")
-        code = code_at(secret, T0 + timedelta(minutes=1))
-        response, sent = statements_of(
-            app, lambda: client.post("/mfa/challenge", data={"csrf_token": token, "code": code})
-        )
-        assert response.headers["Location"] == "/"
-        assert sent == [
+        assert sign_in_at(T0 + timedelta(minutes=1)) == [
             "SELECT user_sessions",
-            "UPDATE mfa_factors",
-            "UPDATE user_sessions",
+            spend,
+            promote,
             "UPDATE users",
             "INSERT audit_events",
         ]
