@@ -14,7 +14,7 @@ and the client address is not blocked:
   code, the recovery code) that carries the gate (``guarded``): it matches only while the
   gate is open, and what it returns says whether a run of wrong codes is left to clear. A
   ``Passed`` comes only from such a statement, so no kind of code can sign anyone in past
-  the gate;
+  the gate. The sign-in's own limit is the promotion's to check (``sessions.promote``);
 - anything else is counted (``count_wrong``): one conditional UPDATE per counter, each
   adding one only while it is under its limit.
 
