@@ -251,7 +251,6 @@ def spend_for_sign_in(
     judged = _judge(
         user_id, purpose=PURPOSE_SIGN_IN, target=target, session_id=session_id, code=code
     )
-    spent = db.session.execute(
-        wrong_codes.guarded(judged, OneTimeCode.user_id), wrong_codes.gate_params()
-    ).first()
-    return wrong_codes.passed(spent) if spent is not None and spent.used_at is not None else None
+    spent = wrong_codes.spend(wrong_codes.guarded(judged, OneTimeCode.user_id))
+    # A wrong code matches too (its try is counted on the code): only a spent one passes.
+    return None if spent is None or spent.used_at is None else wrong_codes.passed(spent)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, g
+from sqlalchemy import Row, Select
 
 from models import ClinicPolicy, User, db
 from models.factors import EMAIL, SMS, TOTP
@@ -86,10 +87,16 @@ def current() -> ClinicPolicy:
     return policy
 
 
-def keep(policy: ClinicPolicy | None) -> None:
-    """The policy row, read by a query of this request beside something else."""
-    if policy is not None:
-        g.clinic_policy = policy
+def beside(statement: Select[Any]) -> Select[Any]:
+    """``statement`` with the policy row as one more column (None if there is none yet), so a
+    request that reads a row and then asks the policy reads both at once; ``keep`` it."""
+    return statement.add_columns(ClinicPolicy).outerjoin(ClinicPolicy, ClinicPolicy.id == POLICY_ID)
+
+
+def keep(found: Row[Any]) -> None:
+    """The policy row that a ``beside`` statement read, kept for this request."""
+    if found.ClinicPolicy is not None:
+        g.clinic_policy = found.ClinicPolicy
 
 
 def methods_for(user: User, clinic: ClinicPolicy) -> tuple[str, ...]:

@@ -75,10 +75,7 @@ def use(user_id: int, raw: str | None) -> wrong_codes.Passed | None:
         .values(used_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    spent = db.session.execute(
-        wrong_codes.guarded(spend, RecoveryCode.user_id), wrong_codes.gate_params()
-    ).first()
-    return wrong_codes.passed(spent)
+    return wrong_codes.passed(wrong_codes.spend(wrong_codes.guarded(spend, RecoveryCode.user_id)))
 
 
 def remaining(user_id: int) -> int:

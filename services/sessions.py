@@ -16,8 +16,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models import ClinicPolicy, User, UserSession, db
-from models.policy import POLICY_ID
+from models import User, UserSession, db
 from models.sessions import ACTIVE, ENDED, PENDING, STEP_SETUP
 from models.types import utcnow
 from services import policy
@@ -115,9 +114,8 @@ _PROMOTE = (
 )
 # The clinic's policy row comes along in the same SELECT: most requests that find a session
 # go on to ask the policy (services/policy.current then answers without a query).
-_CURRENT = (
-    select(UserSession, ClinicPolicy)
-    .outerjoin(ClinicPolicy, ClinicPolicy.id == POLICY_ID)
+_CURRENT = policy.beside(
+    select(UserSession)
     .where(UserSession.token_hash == bindparam("p_hash"), UserSession.state != ENDED)
     .options(joinedload(UserSession.user).joinedload(User.default_factor))
 )
@@ -188,7 +186,7 @@ def current() -> UserSession | None:
     if found is None:
         return None
     row = found.UserSession
-    policy.keep(found.ClinicPolicy)
+    policy.keep(found)
     now = utcnow()
     reason = _expired(row, now)
     if reason:

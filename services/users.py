@@ -7,8 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import bindparam, func, select
 
-from models import ClinicPolicy, Role, User, db
-from models.policy import POLICY_ID
+from models import Role, User, db
 from services import policy
 from services.passwords import hash_password, password_problem
 
@@ -48,11 +47,7 @@ def by_email(email: str) -> User | None:
 
 
 # The password step asks the policy next: it comes in the same SELECT (PERF-2).
-_SIGNING_IN = (
-    select(User, ClinicPolicy)
-    .outerjoin(ClinicPolicy, ClinicPolicy.id == POLICY_ID)
-    .where(User.email == bindparam("p_email"))
-)
+_SIGNING_IN = policy.beside(select(User).where(User.email == bindparam("p_email")))
 
 
 def signing_in(email: str) -> User | None:
@@ -61,7 +56,7 @@ def signing_in(email: str) -> User | None:
     found = db.session.execute(_SIGNING_IN, {"p_email": email.strip().lower()}).first()
     if found is None:
         return None
-    policy.keep(found.ClinicPolicy)
+    policy.keep(found)
     return found.User
 
 

@@ -194,6 +194,11 @@ def gate_params() -> dict[str, Any]:
     }
 
 
+def spend(guarded_spend: Update, **params: Any) -> Row[Any] | None:
+    """Run a ``guarded`` spend with its own ``params`` and the gate's; its row, if it matched."""
+    return db.session.execute(guarded_spend, {**params, **gate_params()}).first()
+
+
 def passed(spent: Row[Any] | None) -> Passed | None:
     """What a ``guarded`` spend returned, if it spent a code."""
     return None if spent is None else Passed(run_left=bool(spent.run_left))

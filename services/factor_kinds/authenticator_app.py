@@ -5,7 +5,7 @@ from __future__ import annotations
 from markupsafe import Markup
 from sqlalchemy import bindparam, update
 
-from models import MfaFactor, MfaSetup, User, UserSession, db
+from models import MfaFactor, MfaSetup, User, UserSession
 from models.factors import TOTP
 from services import crypto, totp, wrong_codes
 from services.factor_kinds.base import FactorKind
@@ -35,10 +35,7 @@ def consume(factor: MfaFactor, code: str | None) -> wrong_codes.Passed | None:
     step = totp.matching_step(secret, code, after_step=factor.last_step)
     if step is None:
         return None
-    spent = db.session.execute(
-        _SPEND, {"p_id": factor.id, "p_step": step, **wrong_codes.gate_params()}
-    ).first()
-    return wrong_codes.passed(spent)
+    return wrong_codes.passed(wrong_codes.spend(_SPEND, p_id=factor.id, p_step=step))
 
 
 class AuthenticatorApp(FactorKind):
